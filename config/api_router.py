@@ -1,0 +1,27 @@
+from django.urls import re_path
+from rest_framework.routers import DefaultRouter
+
+from geoconvert.api.views import ConvertItemView, ItemConversionStatusView, TaskViewSet
+from tagger.api.auth import TokenView
+from tagger.api.views import TreeItemViewSet
+
+# Every route answers with and without a trailing slash, without redirecting.
+router = DefaultRouter(trailing_slash="/?")
+router.register("tree-items", TreeItemViewSet, basename="tree-item")
+router.register("tasks", TaskViewSet, basename="task")
+
+app_name = "api"
+urlpatterns = [
+    re_path(r"^auth/token/?$", TokenView.as_view(), name="token"),
+    re_path(
+        r"^tree-items/(?P<item_id>[^/.]+)/convert-to-geo-raster/?$",
+        ConvertItemView.as_view(),
+        name="convert-to-geo-raster",
+    ),
+    re_path(
+        r"^tree-items/(?P<item_id>[^/.]+)/conversion-status/?$",
+        ItemConversionStatusView.as_view(),
+        name="conversion-status",
+    ),
+    *router.urls,
+]

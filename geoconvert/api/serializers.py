@@ -1,0 +1,105 @@
+from rest_framework import serializers
+
+from geoconvert.models import Conversion
+
+
+class ConvertInput(serializers.Serializer):
+    target_crs = serializers.CharField(required=False, max_length=2000)
+    crs = serializers.CharField(required=False, max_length=2000)
+    bounds = serializers.ListField(
+        child=serializers.FloatField(), min_length=4, max_length=4, required=False
+    )
+
+    def validate(self, attrs):
+        if ("crs" in attrs) != ("bounds" in attrs):
+            raise serializers.ValidationError("Give 'crs' and 'bounds' together.")
+        return attrs
+
+
+class ConvertAcceptedOutput(serializers.Serializer):
+    task_id = serializers.UUIDField()
+    status = serializers.CharField()
+    message = serializers.CharField()
+
+
+ITEM_STATUS = {
+    None: "NOT_STARTED",
+    Conversion.State.PENDING: "PENDING",
+    Conversion.State.PROGRESS: "PROGRESS",
+    Conversion.State.SUCCESS: "COMPLETED",
+    Conversion.State.FAILURE: "FAILED",
+    Conversion.State.CANCELLED: "CANCELLED",
+}
+
+
+class ItemConversionStatusOutput(serializers.Serializer):
+    """Reads an item annotated by selectors.item_with_latest_conversion."""
+
+    item_id = serializers.UUIDField(source="id")
+    status = serializers.SerializerMethodField()
+    object_type = serializers.CharField()
+    message = serializers.SerializerMethodField()
+    task_id = serializers.UUIDField(source="latest_task_id", allow_null=True)
+    progress = serializers.SerializerMethodField()
+
+    def get_status(self, item) -> str:
+        if item.object_type == "geo_raster_file":
+            return "COMPLETED"
+        return ITEM_STATUS[item.latest_state]
+
+    def get_progress(self, item) -> int:
+        if item.object_type == "geo_raster_file":
+            return 100
+        return item.latest_progress or 0
+
+    def get_message(self, item) -> str:
+        status = self.get_status(item)
+        if status == "COMPLETED":
+            return "File is converted to geo raster"
+        if status == "NOT_STARTED":
+            return "No conversion has been requested for this file" if item.file else (
+                "Folders cannot be converted")
+        if status == "PENDING":
+            return "Conversion is waiting in queue"
+        if status == "PROGRESS":
+            if item.latest_cancel_requested:
+                return f"Cancellation requested; {item.latest_stage}"
+            return item.latest_stage
+        if status == "FAILED":
+            return item.latest_error or "Conversion failed"
+        return "Conversion was cancelled"
+
+
+class TaskStatusOutput(serializers.ModelSerializer):
+    state = serializers.CharField()
+    status = serializers.CharField(source="stage")
+    result = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Conversion
+        fields = ("task_id", "state", "status", "progress", "result", "error")
+
+    def get_result(self, conversion) -> dict | None:
+        return conversion.result if conversion.state == Conversion.State.SUCCESS else None
+
+    def get_error(self, conversion) -> str | None:
+        return conversion.error or None if conversion.state == Conversion.State.FAILURE else None
+
+
+class TaskListOutput(TaskStatusOutput):
+    item_id = serializers.UUIDField()
+
+    class Meta(TaskStatusOutput.Meta):
+        fields = (*TaskStatusOutput.Meta.fields, "item_id", "attempts", "cancel_requested",
+                  "created_at", "started_at", "finished_at")
+
+
+class TaskListFilterInput(serializers.Serializer):
+    state = serializers.ChoiceField(choices=Conversion.State.choices, required=False)
+
+
+class CancelOutput(serializers.Serializer):
+    task_id = serializers.UUIDField()
+    status = serializers.CharField()
+    message = serializers.CharField()

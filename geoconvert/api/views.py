@@ -1,0 +1,77 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from geoconvert import selectors, services
+from geoconvert.api.serializers import (
+    CancelOutput,
+    ConvertAcceptedOutput,
+    ConvertInput,
+    ItemConversionStatusOutput,
+    TaskListFilterInput,
+    TaskListOutput,
+    TaskStatusOutput,
+)
+from geoconvert.models import Conversion
+from tagger.selectors import item_get
+
+
+class ConvertItemView(APIView):
+    @extend_schema(request=ConvertInput, responses={202: ConvertAcceptedOutput})
+    def post(self, request, item_id):
+        item = item_get(user=request.user, item_id=item_id)
+        serializer = ConvertInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        conversion, _ = services.conversion_start(item=item, **serializer.validated_data)
+        body = {
+            "task_id": str(conversion.task_id),
+            "status": "STARTED",
+            "message": "Geo-raster conversion started in background",
+        }
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+class ItemConversionStatusView(APIView):
+    @extend_schema(responses=ItemConversionStatusOutput)
+    def get(self, request, item_id):
+        item = selectors.item_with_latest_conversion(user=request.user, item_id=item_id)
+        return Response(ItemConversionStatusOutput(item).data)
+
+
+class TaskViewSet(viewsets.GenericViewSet):
+    """The caller's conversion tasks."""
+
+    serializer_class = TaskListOutput
+    filter_backends = ()
+
+    def get_queryset(self):
+        return selectors.conversion_list(user=self.request.user)
+
+    @extend_schema(parameters=[OpenApiParameter("state", enum=Conversion.State.values)])
+    def list(self, request):
+        filters = TaskListFilterInput(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        conversions = selectors.conversion_list(user=request.user, **filters.validated_data)
+        page = self.paginate_queryset(conversions)
+        return self.get_paginated_response(TaskListOutput(page, many=True).data)
+
+    @extend_schema(responses=TaskStatusOutput)
+    def retrieve(self, request, pk=None):
+        return self.status(request, pk)
+
+    @extend_schema(responses=TaskStatusOutput)
+    @action(detail=True, methods=["get"])
+    def status(self, request, pk=None):
+        conversion = selectors.conversion_get(user=request.user, task_id=pk)
+        return Response(TaskStatusOutput(conversion).data)
+
+    @extend_schema(request=None, responses=CancelOutput)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        conversion = selectors.conversion_get(user=request.user, task_id=pk)
+        conversion = services.conversion_cancel(conversion=conversion)
+        body = {"task_id": str(conversion.task_id), "status": "CANCELLED",
+                "message": "Task cancellation requested"}
+        return Response(body)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class GeoconvertConfig(AppConfig):
+    name = "geoconvert"
+    verbose_name = "Geo-raster conversions"

@@ -1,0 +1,44 @@
+from celery import shared_task
+from celery.exceptions import Ignore
+from kombu.exceptions import OperationalError as BrokerError
+
+from geoconvert.services import (
+    TASK_NAME,
+    TRANSIENT_DB_ERRORS,
+    ConversionStopped,
+    RunContext,
+    conversion_run,
+)
+
+
+@shared_task(
+    bind=True,
+    name=TASK_NAME,
+    acks_late=True,
+    # Transient infrastructure errors only; a bad raster fails at once (ConversionFailed).
+    autoretry_for=(*TRANSIENT_DB_ERRORS, BrokerError),
+    max_retries=3,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+)
+def convert_to_geo_raster(self, task_id: str) -> dict:
+    """Convert the item of conversion `task_id` to a Cloud-Optimized GeoTIFF."""
+    request = self.request
+    ctx = RunContext(
+        task_id=task_id,
+        worker=request.hostname or "",
+        is_retry=request.retries > 0,
+        redelivered=bool((request.delivery_info or {}).get("redelivered")),
+        on_stage=lambda stage, progress: self.update_state(
+            state="PROGRESS", meta={"stage": str(stage), "progress": progress}
+        ),
+    )
+    try:
+        return conversion_run(ctx)
+    except ConversionStopped as stop:
+        if stop.state == "CANCELLED":
+            # Flower knows no CANCELLED state; "revoked" is its word for it.
+            self.send_event("task-revoked", terminated=False, signum=None, expired=False)
+        # The service has recorded the outcome; Celery must not overwrite it.
+        raise Ignore() from None

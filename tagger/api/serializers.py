@@ -1,0 +1,48 @@
+from rest_framework import serializers
+
+from tagger.models import GeoRaster, TreeItem
+
+
+class GeoRasterOutput(serializers.ModelSerializer):
+    class Meta:
+        model = GeoRaster
+        fields = ("crs", "bounds", "bounds_wgs84", "width", "height", "count", "dtypes",
+                  "nodata", "resolution", "overviews", "compression", "size_bytes")
+
+
+class ItemOutput(serializers.ModelSerializer):
+    geo_raster = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TreeItem
+        fields = ("id", "name", "parent", "object_type", "size", "created_at", "updated_at",
+                  "geo_raster")
+
+    def get_geo_raster(self, item: TreeItem) -> dict | None:
+        # Present once the COG is in place and its metadata saved.
+        if item.object_type != TreeItem.ObjectType.GEO_RASTER_FILE:
+            return None
+        geo_raster = getattr(item, "geo_raster", None)
+        return geo_raster.as_metadata() if geo_raster else None
+
+
+class ItemCreateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=1024, required=False, trim_whitespace=False)
+    parent = serializers.UUIDField(required=False, allow_null=True)
+    file = serializers.FileField(required=False, allow_empty_file=True, use_url=False)
+
+    def validate(self, attrs):
+        if not attrs.get("name"):
+            if attrs.get("file") is None:
+                raise serializers.ValidationError({"name": ["This field is required."]})
+            attrs["name"] = attrs["file"].name
+        return attrs
+
+
+class ItemUpdateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=1024, required=False, trim_whitespace=False)
+    parent = serializers.UUIDField(required=False, allow_null=True)
+
+
+class DownloadInput(serializers.Serializer):
+    variant = serializers.ChoiceField(choices=("original", "geo_raster"), default="original")

@@ -1,0 +1,86 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+def item_storage_path(instance: "TreeItem", filename: str) -> str:
+    # Server-generated: the user's file name is data (kept in `name`), never part of a path.
+    return f"items/{instance.owner_id}/{instance.id.hex}/original"
+
+
+def geo_raster_storage_path(instance: "GeoRaster", filename: str) -> str:
+    return f"items/{instance.item.owner_id}/{instance.item_id.hex}/geo_raster.tif"
+
+
+class TreeItem(models.Model):
+    class ObjectType(models.TextChoices):
+        FOLDER = "folder", "Folder"
+        FILE = "file", "File"
+        GEO_RASTER_FILE = "geo_raster_file", "Geo-raster file"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tree_items"
+    )
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children"
+    )
+    name = models.CharField(max_length=1024)
+    object_type = models.CharField(max_length=32, choices=ObjectType.choices, db_index=True)
+    file = models.FileField(upload_to=item_storage_path, max_length=512, blank=True)
+    size = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("created_at", "id")
+        indexes = [models.Index(fields=("owner", "parent"))]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_folder(self) -> bool:
+        return self.object_type == self.ObjectType.FOLDER
+
+
+class GeoRaster(models.Model):
+    """The Cloud-Optimized GeoTIFF made from an item, and its metadata."""
+
+    item = models.OneToOneField(
+        TreeItem, on_delete=models.CASCADE, primary_key=True, related_name="geo_raster"
+    )
+    file = models.FileField(upload_to=geo_raster_storage_path, max_length=512)
+    crs = models.TextField(blank=True)
+    bounds = models.JSONField()
+    bounds_wgs84 = models.JSONField(null=True)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    count = models.PositiveIntegerField()
+    dtypes = models.JSONField()
+    nodata = models.JSONField(null=True)
+    resolution = models.JSONField()
+    overviews = models.JSONField(default=list)
+    compression = models.CharField(max_length=32, blank=True)
+    size_bytes = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"COG of {self.item}"
+
+    def as_metadata(self) -> dict:
+        return {
+            "crs": self.crs or None,
+            "bounds": self.bounds,
+            "bounds_wgs84": self.bounds_wgs84,
+            "width": self.width,
+            "height": self.height,
+            "count": self.count,
+            "dtypes": self.dtypes,
+            "nodata": self.nodata,
+            "resolution": self.resolution,
+            "overviews": self.overviews,
+            "compression": self.compression or None,
+            "size_bytes": self.size_bytes,
+        }
