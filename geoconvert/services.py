@@ -96,9 +96,9 @@ def conversion_start(
             item=item, owner_id=item.owner_id, params=params, retry_of=retry_of
         )
         _record_backend_state(conversion.task_id, "PENDING", _stage_meta(Stage.QUEUED, 0))
-    # Outside the atomic block: the task is sent only once the row is committed, so a worker
-    # can never receive a task id it cannot find.
-    _dispatch(conversion)
+        # Sent only once the row is committed, so a worker never receives a task id it cannot
+        # find. A broker failure raised here reaches the caller after the commit.
+        transaction.on_commit(partial(_dispatch, conversion))
     return conversion, True
 
 

@@ -138,3 +138,7 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_py_url(redis_url))
     yield client
     client.close()
+
+
+# Users, API clients and the real Celery worker (tests/fixtures.py).
+from tests.fixtures import *  # noqa: E402, F403

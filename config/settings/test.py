@@ -10,3 +10,10 @@ MEDIA_ROOT = env.path("MEDIA_ROOT", default=VAR_DIR / "test-media")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory: the Celery worker the integration tests start is another process.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+
+# Cancel requests and dead runs are noticed within a second in tests.
+GEOCONVERT = {
+    **GEOCONVERT,  # noqa: F405
+    "HEARTBEAT_SECONDS": env.float("GEOCONVERT_HEARTBEAT_SECONDS", default=0.5),
+    "HEARTBEAT_STALE_SECONDS": env.float("GEOCONVERT_HEARTBEAT_STALE_SECONDS", default=5.0),
+}

@@ -1,0 +1,162 @@
+"""Fixtures shared by the Django tests: users, API clients, and a real Celery worker.
+
+The worker is a separate `celery worker` process consuming the test broker and writing to
+the test database, exactly as in production; tests that use it run with `transactional_db`
+so the worker sees what they commit.
+"""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.factories import UserFactory
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _database_url() -> str:
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = db.get("USER") or ""
+    if db.get("PASSWORD"):
+        auth += f":{db['PASSWORD']}"
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    return f"postgres://{auth}@{host}:{port}/{db['NAME']}"
+
+
+class WorkerProcess:
+    """A running `celery worker` and what a test needs to reason about it."""
+
+    def __init__(self, log_path: Path, extra_env: dict | None = None, concurrency: int = 2):
+        self.hostname = f"test-{uuid.uuid4().hex[:8]}@%h"
+        self.log_path = log_path
+        self.extra_env = extra_env or {}
+        self.concurrency = concurrency
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def node_name(self) -> str:
+        import socket
+
+        return self.hostname.replace("%h", socket.gethostname())
+
+    def start(self, timeout: float = 60) -> "WorkerProcess":
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "DATABASE_URL": _database_url(),
+            "REDIS_URL": settings.CELERY_BROKER_URL,
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            **self.extra_env,
+        }
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config.celery_app", "worker",
+             "-Q", "geo_processing,default", "-c", str(self.concurrency), "-E",
+             "--hostname", self.hostname, "--loglevel", "INFO", "--without-gossip",
+             "--without-mingle"],
+            cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        from config.celery_app import app
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Celery worker exited early:\n{self.log_tail()}")
+            if app.control.ping(destination=[self.node_name], timeout=0.5):
+                return
+        raise RuntimeError(f"Celery worker did not answer a ping:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    """One real worker for the session, consuming both queues."""
+    worker = WorkerProcess(tmp_path_factory.mktemp("celery") / "worker.log").start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def live_worker(celery_worker, transactional_db):
+    """The session's worker, with the test's data committed where it can see it.
+
+    At teardown, waits until no conversion is running so that the next test's flush cannot
+    race a task of this one.
+    """
+    yield celery_worker
+    from geoconvert.models import Conversion
+
+    deadline = time.monotonic() + 60
+    while Conversion.objects.filter(state__in=Conversion.ACTIVE_STATES).exists():
+        if time.monotonic() > deadline:
+            break
+        Conversion.objects.filter(state=Conversion.State.PENDING).update(
+            state=Conversion.State.CANCELLED, cancel_requested=True
+        )
+        Conversion.objects.filter(state=Conversion.State.PROGRESS).update(cancel_requested=True)
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def other_user(db):
+    return UserFactory()
+
+
+def _client_for(user) -> APIClient:
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def api(user) -> APIClient:
+    """An API client authenticated by token as `user`."""
+    return _client_for(user)
+
+
+@pytest.fixture
+def other_api(other_user) -> APIClient:
+    return _client_for(other_user)
+
+
+@pytest.fixture
+def anon_api() -> APIClient:
+    return APIClient()

@@ -1,0 +1,59 @@
+"""Steps the API tests repeat: upload, convert, poll."""
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from config.celery_app import app
+
+FINAL_STATES = {"SUCCESS", "FAILURE", "CANCELLED"}
+
+
+def upload(api, path: Path, name: str | None = None, parent=None) -> dict:
+    data = {"name": name or path.name}
+    if parent:
+        data["parent"] = str(parent)
+    with open(path, "rb") as fh:
+        data["file"] = fh
+        response = api.post("/api/v1/tree-items/", data, format="multipart")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def convert(api, item_id, body=None):
+    return api.post(
+        f"/api/v1/tree-items/{item_id}/convert-to-geo-raster", body or {}, format="json"
+    )
+
+
+def task_status(api, task_id) -> dict:
+    response = api.get(f"/api/v1/tasks/{task_id}/status")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def wait_for_task(api, task_id, states=FINAL_STATES, timeout: float = 90) -> tuple[dict, list]:
+    """Poll the task until its state is in `states`; returns the last status and every
+    distinct (state, status, progress) seen on the way."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while True:
+        body = task_status(api, task_id)
+        snapshot = (body["state"], body["status"], body["progress"])
+        if not seen or seen[-1] != snapshot:
+            seen.append(snapshot)
+        if body["state"] in states:
+            return body, seen
+        if time.monotonic() > deadline:
+            raise AssertionError(f"task {task_id} stuck; seen {seen}")
+        time.sleep(0.05)
+
+
+@contextmanager
+def queue_paused(worker, queue: str = "geo_processing"):
+    """Stop the worker taking tasks from `queue`, so a conversion stays queued."""
+    app.control.cancel_consumer(queue, destination=[worker.node_name], reply=True, timeout=5)
+    try:
+        yield
+    finally:
+        app.control.add_consumer(queue, destination=[worker.node_name], reply=True, timeout=5)
