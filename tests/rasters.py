@@ -1,0 +1,363 @@
+"""Small, deterministic test rasters, written with rasterio into a folder the test owns.
+
+Every generator takes the path to write and returns it, so a test reads
+``src = rasters.rgb_byte_tiff(tmp_path / "rgb.tif")``. Content is seeded gradients
+plus noise: it compresses like real imagery, and a lost or shifted pixel shows.
+No generator leaves a sidecar (.aux.xml) next to its file.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.control import GroundControlPoint
+from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.transform import from_origin
+
+__all__ = [
+    "assert_same_pixels",
+    "empty_file",
+    "float_dem_tiff",
+    "float_nan_nodata_tiff",
+    "gcps_only_tiff",
+    "huge_header_tiff",
+    "jp2",
+    "jp2_supported",
+    "jpeg",
+    "masked_rgb_tiff",
+    "palette_png",
+    "palette_tiff",
+    "random_bytes",
+    "rgb_byte_tiff",
+    "rgba_png",
+    "text_file",
+    "truncated_tiff",
+    "uint16_multiband_tiff",
+    "ungeoreferenced_png",
+    "vrt_referencing",
+    "zip_file",
+]
+
+UTM33N = "EPSG:32633"
+PALETTE = {
+    0: (0, 0, 0, 0),
+    1: (34, 139, 34, 255),
+    2: (65, 105, 225, 255),
+    3: (210, 180, 140, 255),
+    4: (220, 20, 60, 255),
+    5: (255, 215, 0, 255),
+}
+
+
+def _surface(height: int, width: int, *, seed: int, scale: float = 255.0) -> np.ndarray:
+    """Smooth gradient with a ripple and some noise, in [0, scale]."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:height, 0:width].astype("float64")
+    wave = np.sin(cols / 37.0 + seed) * np.cos(rows / 23.0)
+    base = (rows / max(height - 1, 1) + cols / max(width - 1, 1)) / 2.0
+    value = 0.7 * base + 0.2 * (wave + 1) / 2 + 0.1 * rng.random((height, width))
+    return np.clip(value, 0.0, 1.0) * scale
+
+
+def _write(path: Path, data: np.ndarray, **profile) -> Path:
+    """Write a (bands, rows, cols) array with no sidecar and no georeferencing warning."""
+    count, height, width = data.shape
+    colormap = profile.pop("colormap", None)
+    descriptions = profile.pop("descriptions", None)
+    mask = profile.pop("mask", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.Env(GDAL_PAM_ENABLED="NO", GDAL_TIFF_INTERNAL_MASK="YES"):
+            with rasterio.open(
+                path, "w", width=width, height=height, count=count, dtype=data.dtype, **profile
+            ) as dst:
+                dst.write(data)
+                if colormap is not None:
+                    dst.write_colormap(1, colormap)
+                for band, text in enumerate(descriptions or (), start=1):
+                    dst.set_band_description(band, text)
+                if mask is not None:
+                    dst.write_mask(mask)
+    return path
+
+
+def rgb_byte_tiff(path: Path) -> Path:
+    """1100x900 RGB uint8 GeoTIFF in UTM 33N: big enough that the COG gets overviews."""
+    height, width = 900, 1100
+    data = np.stack([_surface(height, width, seed=s) for s in (1, 2, 3)]).astype("uint8")
+    return _write(
+        path,
+        data,
+        driver="GTiff",
+        crs=UTM33N,
+        transform=from_origin(500_000, 5_000_000, 10, 10),
+        tiled=True,
+        compress="deflate",
+        photometric="RGB",
+    )
+
+
+def masked_rgb_tiff(path: Path) -> Path:
+    """600x500 RGB uint8 GeoTIFF with an internal per-dataset mask (a hole and a border)."""
+    height, width = 500, 600
+    data = np.stack([_surface(height, width, seed=s) for s in (4, 5, 6)]).astype("uint8")
+    mask = np.full((height, width), 255, dtype="uint8")
+    mask[:, :40] = 0
+    mask[200:260, 300:380] = 0
+    return _write(
+        path,
+        data,
+        driver="GTiff",
+        crs=UTM33N,
+        transform=from_origin(400_000, 5_100_000, 5, 5),
+        tiled=True,
+        compress="deflate",
+        mask=mask,
+    )
+
+
+def uint16_multiband_tiff(path: Path) -> Path:
+    """300x200, 4 band uint16 (B, G, R, NIR) in EPSG:4326, nodata 0, striped, band names."""
+    height, width = 200, 300
+    data = np.stack([_surface(height, width, seed=s, scale=12_000) + 1 for s in (7, 8, 9, 10)])
+    data = data.astype("uint16")
+    data[:, :10, :10] = 0
+    return _write(
+        path,
+        data,
+        driver="GTiff",
+        crs="EPSG:4326",
+        transform=from_origin(10.0, 50.0, 1e-4, 1e-4),
+        nodata=0,
+        descriptions=["blue", "green", "red", "nir"],
+    )
+
+
+def float_dem_tiff(path: Path) -> Path:
+    """512x400 float32 elevation in UTM 33N with nodata -9999 over a lake and a corner."""
+    height, width = 400, 512
+    data = (_surface(height, width, seed=11, scale=1800.0) + 200.0).astype("float32")[None]
+    data[0, 100:140, 200:260] = -9999
+    data[0, -20:, -20:] = -9999
+    return _write(
+        path,
+        data,
+        driver="GTiff",
+        crs=UTM33N,
+        transform=from_origin(450_000, 5_200_000, 30, 30),
+        nodata=-9999,
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="lzw",
+    )
+
+
+def float_nan_nodata_tiff(path: Path) -> Path:
+    """300x260 float64 in EPSG:3857 with NaN as nodata over a stripe."""
+    height, width = 260, 300
+    data = _surface(height, width, seed=12, scale=1.0)[None]
+    data[0, 50:70, :] = np.nan
+    return _write(
+        path,
+        data,
+        driver="GTiff",
+        crs="EPSG:3857",
+        transform=from_origin(1_000_000, 6_000_000, 20, 20),
+        nodata=float("nan"),
+    )
+
+
+def _classes(height: int, width: int, *, seed: int) -> np.ndarray:
+    return (_surface(height, width, seed=seed, scale=5.999)).astype("uint8")[None]
+
+
+def palette_tiff(path: Path) -> Path:
+    """700x600 paletted uint8 land-cover GeoTIFF (classes 0-5, 0 is nodata) with overviews."""
+    height, width = 600, 700
+    data = _classes(height, width, seed=13)
+    data[0, :30, :30] = 0
+    return _write(
+        path,
+        data,
+        driver="GTiff",
+        crs="EPSG:4326",
+        transform=from_origin(5.0, 45.0, 1e-3, 1e-3),
+        nodata=0,
+        photometric="palette",
+        colormap=PALETTE,
+        tiled=True,
+    )
+
+
+def palette_png(path: Path) -> Path:
+    """320x240 paletted PNG with no georeferencing (PNG keeps none without sidecars)."""
+    return _write(path, _classes(240, 320, seed=14), driver="PNG", colormap=PALETTE)
+
+
+def ungeoreferenced_png(path: Path) -> Path:
+    """256x256 RGB PNG with no georeferencing."""
+    data = np.stack([_surface(256, 256, seed=s) for s in (15, 16, 17)]).astype("uint8")
+    return _write(path, data, driver="PNG")
+
+
+def rgba_png(path: Path) -> Path:
+    """256x200 RGBA PNG whose alpha hides the left quarter; no georeferencing."""
+    data = np.stack([_surface(200, 256, seed=s) for s in (18, 19, 20)] + [np.full((200, 256), 255)])
+    data = data.astype("uint8")
+    data[3, :, :64] = 0
+    return _write(path, data, driver="PNG")
+
+
+def jpeg(path: Path) -> Path:
+    """300x200 RGB JPEG with no georeferencing."""
+    data = np.stack([_surface(200, 300, seed=s) for s in (21, 22, 23)]).astype("uint8")
+    return _write(path, data, driver="JPEG", QUALITY=90)
+
+
+def jp2_supported() -> bool:
+    with rasterio.Env() as env:
+        return "JP2OpenJPEG" in env.drivers()
+
+
+def jp2(path: Path) -> Path:
+    """300x240 lossless RGB JPEG2000 in UTM 33N (georeferenced through its GeoJP2 box)."""
+    data = np.stack([_surface(240, 300, seed=s) for s in (24, 25, 26)]).astype("uint8")
+    return _write(
+        path,
+        data,
+        driver="JP2OpenJPEG",
+        crs=UTM33N,
+        transform=from_origin(300_000, 4_900_000, 2, 2),
+        QUALITY=100,
+        REVERSIBLE=True,
+    )
+
+
+def gcps_only_tiff(path: Path) -> Path:
+    """400x300 uint8 GeoTIFF georeferenced only by 4 corner GCPs in EPSG:4326 (slightly rotated)."""
+    height, width = 300, 400
+    gcps = [
+        GroundControlPoint(row=0, col=0, x=10.00, y=46.00),
+        GroundControlPoint(row=0, col=width, x=10.40, y=46.02),
+        GroundControlPoint(row=height, col=width, x=10.42, y=45.72),
+        GroundControlPoint(row=height, col=0, x=10.02, y=45.70),
+    ]
+    data = _surface(height, width, seed=27).astype("uint8")[None]
+    _write(path, data, driver="GTiff")
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(path, "r+") as dst:
+        dst.gcps = (gcps, CRS.from_epsg(4326))
+    return path
+
+
+def truncated_tiff(path: Path) -> Path:
+    """A valid 512x512 uncompressed striped GeoTIFF cut off halfway through its pixels.
+
+    The header and tags are intact, so it opens; reading the lower half fails.
+    """
+    data = np.stack([_surface(512, 512, seed=s) for s in (28, 29, 30)]).astype("uint8")
+    _write(
+        path,
+        data,
+        driver="GTiff",
+        crs=UTM33N,
+        transform=from_origin(500_000, 5_000_000, 1, 1),
+        tiled=False,
+        blockysize=16,
+        interleave="pixel",
+    )
+    with rasterio.open(path) as src:
+        first_row_offset = int(src.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
+    full = path.read_bytes()
+    pixel_bytes = 512 * 512 * 3
+    assert len(full) >= first_row_offset + pixel_bytes, "pixel data must follow the header"
+    path.write_bytes(full[: first_row_offset + pixel_bytes // 2])
+    return path
+
+
+def huge_header_tiff(path: Path) -> Path:
+    """A ~500 byte sparse GeoTIFF whose header claims 1,000,000 x 1,000,000 pixels."""
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"):
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            width=1_000_000,
+            height=1_000_000,
+            count=1,
+            dtype="uint8",
+            crs="EPSG:4326",
+            transform=from_origin(0, 10, 1e-5, 1e-5),
+            tiled=False,
+            blockysize=1_000_000,
+            SPARSE_OK=True,
+        ):
+            pass
+    assert path.stat().st_size < 10_000
+    return path
+
+
+def empty_file(path: Path) -> Path:
+    path.write_bytes(b"")
+    return path
+
+
+def text_file(path: Path) -> Path:
+    path.write_text("name,lon,lat\nsummit,10.5,46.2\nhut,10.4,46.1\n")
+    return path
+
+
+def random_bytes(path: Path, size: int = 64 * 1024) -> Path:
+    path.write_bytes(np.random.default_rng(31).bytes(size))
+    return path
+
+
+def zip_file(path: Path) -> Path:
+    """A zip archive holding a valid GeoTIFF: archives are refused, not unpacked."""
+    buffer = io.BytesIO()
+    inner = uint16_multiband_tiff(path.with_name(path.name + ".inner.tif"))
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.write(inner, "inside.tif")
+    inner.unlink()
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def vrt_referencing(path: Path, target: str) -> Path:
+    """A GDAL VRT whose only source is ``target`` (e.g. /etc/passwd or a /vsicurl/ URL).
+
+    Name it ``.tif`` to check that a renamed VRT is refused as well.
+    """
+    path.write_text(
+        f"""<VRTDataset rasterXSize="64" rasterYSize="64">
+  <SRS>EPSG:4326</SRS>
+  <GeoTransform>0, 1, 0, 0, 0, -1</GeoTransform>
+  <VRTRasterBand dataType="Byte" band="1">
+    <SimpleSource>
+      <SourceFilename relativeToVRT="0">{target}</SourceFilename>
+      <SourceBand>1</SourceBand>
+      <SrcRect xOff="0" yOff="0" xSize="64" ySize="64"/>
+      <DstRect xOff="0" yOff="0" xSize="64" ySize="64"/>
+    </SimpleSource>
+  </VRTRasterBand>
+</VRTDataset>
+"""
+    )
+    return path
+
+
+def assert_same_pixels(src: Path, cog: Path) -> None:
+    """Full-resolution bands, nodata-aware masks and colour table of ``cog`` equal ``src``'s."""
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(src) as a, rasterio.open(cog) as b:
+        assert (a.width, a.height, a.count) == (b.width, b.height, b.count)
+        assert a.dtypes == b.dtypes
+        np.testing.assert_array_equal(a.read(), b.read())
+        np.testing.assert_array_equal(a.dataset_mask(), b.dataset_mask())
+        if a.count == 1 and a.colorinterp[0].name == "palette":
+            assert b.colormap(1) == a.colormap(1)
