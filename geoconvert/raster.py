@@ -685,7 +685,7 @@ def _wgs84_bounds(crs: CRS, bounds: tuple[float, float, float, float]) -> list[f
 
 def _describe_dataset(dataset, path: Path) -> RasterInfo:
     corners = [
-        dataset.transform * xy
+        dataset.transform @ xy
         for xy in ((0, 0), (dataset.width, 0), (0, dataset.height), (dataset.width, dataset.height))
     ]
     xs, ys = [x for x, _ in corners], [y for _, y in corners]

@@ -360,4 +360,6 @@ def assert_same_pixels(src: Path, cog: Path) -> None:
         np.testing.assert_array_equal(a.read(), b.read())
         np.testing.assert_array_equal(a.dataset_mask(), b.dataset_mask())
         if a.count == 1 and a.colorinterp[0].name == "palette":
-            assert b.colormap(1) == a.colormap(1)
+            # A TIFF colour table always has 2**bits entries: compare those the source has.
+            source_colours, cog_colours = a.colormap(1), b.colormap(1)
+            assert {k: cog_colours[k] for k in source_colours} == source_colours
