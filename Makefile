@@ -32,7 +32,8 @@ $(PY):
 	$(BOOTSTRAP_PYTHON) -m venv $(VENV)
 
 $(STAMP): requirements.txt requirements-dev.txt | $(PY)
-	$(PY) -m pip install -r requirements-dev.txt
+	@echo "Installing requirements-dev.txt into $(VENV) (a minute or two the first time)"
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
 install: $(STAMP) ## Create .venv and install the requirements (the other targets do it too)
