@@ -5,8 +5,18 @@ from geoconvert.api.views import ConvertItemView, ItemConversionStatusView, Task
 from tagger.api.auth import TokenView
 from tagger.api.views import TreeItemViewSet
 
-# Every route answers with and without a trailing slash, without redirecting.
-router = DefaultRouter(trailing_slash="/?")
+
+class OptionalSlashRouter(DefaultRouter):
+    """Every route answers with and without a trailing slash, without redirecting."""
+
+    include_format_suffixes = False
+
+    def __init__(self):
+        super().__init__()
+        self.trailing_slash = "/?"
+
+
+router = OptionalSlashRouter()
 router.register("tree-items", TreeItemViewSet, basename="tree-item")
 router.register("tasks", TaskViewSet, basename="task")
 

@@ -1,0 +1,77 @@
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
+
+from geoconvert import services
+from geoconvert.models import Conversion
+from tagger.errors import ApplicationError
+
+
+@admin.register(Conversion)
+class ConversionAdmin(admin.ModelAdmin):
+    list_display = ("task_id", "item", "owner", "state", "stage", "progress_bar", "attempts",
+                    "created_at", "started_at", "finished_at", "duration")
+    list_filter = ("state", "created_at", "finished_at")
+    search_fields = ("task_id", "item__name", "owner__username")
+    list_select_related = ("item", "owner")
+    date_hierarchy = "created_at"
+    actions = ("cancel_selected", "retry_selected")
+    readonly_fields = [f.name for f in Conversion._meta.fields] + [
+        "progress_bar", "duration", "item_link", "task_result_link"]
+    fieldsets = (
+        (None, {"fields": ("task_id", "item_link", "owner", "state", "stage", "progress_bar",
+                           "cancel_requested", "attempts", "params", "retry_of")}),
+        ("Timing", {"fields": ("created_at", "started_at", "finished_at", "duration",
+                               "heartbeat_at", "worker")}),
+        ("Outcome", {"fields": ("error", "traceback", "result", "task_result_link")}),
+    )
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="progress")
+    def progress_bar(self, conversion):
+        return format_html(
+            '<progress value="{}" max="100" title="{}%"></progress> {}%',
+            conversion.progress, conversion.progress, conversion.progress,
+        )
+
+    @admin.display(description="duration")
+    def duration(self, conversion):
+        return conversion.duration or "-"
+
+    @admin.display(description="item")
+    def item_link(self, conversion):
+        url = reverse("admin:tagger_treeitem_change", args=[conversion.item_id])
+        return format_html('<a href="{}">{}</a>', url, conversion.item)
+
+    @admin.display(description="task result")
+    def task_result_link(self, conversion):
+        url = reverse("admin:django_celery_results_taskresult_changelist")
+        return format_html('<a href="{}?q={}">Task result {}</a>', url,
+                           conversion.task_id, conversion.task_id)
+
+    @admin.action(description="Cancel selected conversions")
+    def cancel_selected(self, request, queryset):
+        self._apply(request, queryset, services.conversion_cancel, "cancelled")
+
+    @admin.action(description="Retry selected conversions")
+    def retry_selected(self, request, queryset):
+        self._apply(request, queryset, services.conversion_retry, "retried")
+
+    def _apply(self, request, queryset, service, verb):
+        done, refused = 0, []
+        for conversion in queryset.select_related("item"):
+            try:
+                service(conversion=conversion)
+                done += 1
+            except ApplicationError as exc:
+                refused.append(f"{conversion.task_id}: {exc.message}")
+        self.message_user(request, f"{done} conversion(s) {verb}.", messages.SUCCESS)
+        if refused:
+            self.message_user(
+                request, f"{len(refused)} not {verb}: " + "; ".join(refused), messages.WARNING
+            )
