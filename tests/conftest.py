@@ -51,6 +51,9 @@ class EmbeddedRedis:
                 "--logfile", str(log),
             ],
             stdin=subprocess.DEVNULL,
+            # Out of the terminal's process group: Ctrl-C interrupts pytest, whose teardown
+            # still needs the broker; pytest_unconfigure stops the server afterwards.
+            start_new_session=True,
         )  # fmt: skip
         client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1)
         deadline = time.monotonic() + timeout
