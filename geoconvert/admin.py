@@ -9,20 +9,61 @@ from tagger.errors import ApplicationError
 
 @admin.register(Conversion)
 class ConversionAdmin(admin.ModelAdmin):
-    list_display = ("task_id", "item", "owner", "state", "stage", "progress_bar", "attempts",
-                    "created_at", "started_at", "finished_at", "duration")
+    list_display = (
+        "task_id",
+        "item",
+        "owner",
+        "state",
+        "stage",
+        "progress_bar",
+        "attempts",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "duration",
+    )
     list_filter = ("state", "created_at", "finished_at")
     search_fields = ("task_id", "item__name", "owner__username")
     list_select_related = ("item", "owner")
     date_hierarchy = "created_at"
     actions = ("cancel_selected", "retry_selected")
     readonly_fields = [f.name for f in Conversion._meta.fields] + [
-        "progress_bar", "duration", "item_link", "task_result_link"]
+        "progress_bar",
+        "duration",
+        "item_link",
+        "task_result_link",
+    ]
     fieldsets = (
-        (None, {"fields": ("task_id", "item_link", "owner", "state", "stage", "progress_bar",
-                           "cancel_requested", "attempts", "params", "retry_of")}),
-        ("Timing", {"fields": ("created_at", "started_at", "finished_at", "duration",
-                               "heartbeat_at", "worker")}),
+        (
+            None,
+            {
+                "fields": (
+                    "task_id",
+                    "item_link",
+                    "owner",
+                    "state",
+                    "stage",
+                    "progress_bar",
+                    "cancel_requested",
+                    "attempts",
+                    "params",
+                    "retry_of",
+                )
+            },
+        ),
+        (
+            "Timing",
+            {
+                "fields": (
+                    "created_at",
+                    "started_at",
+                    "finished_at",
+                    "duration",
+                    "heartbeat_at",
+                    "worker",
+                )
+            },
+        ),
         ("Outcome", {"fields": ("error", "traceback", "result", "task_result_link")}),
     )
 
@@ -36,7 +77,9 @@ class ConversionAdmin(admin.ModelAdmin):
     def progress_bar(self, conversion):
         return format_html(
             '<progress value="{}" max="100" title="{}%"></progress> {}%',
-            conversion.progress, conversion.progress, conversion.progress,
+            conversion.progress,
+            conversion.progress,
+            conversion.progress,
         )
 
     @admin.display(description="duration")
@@ -51,8 +94,9 @@ class ConversionAdmin(admin.ModelAdmin):
     @admin.display(description="task result")
     def task_result_link(self, conversion):
         url = reverse("admin:django_celery_results_taskresult_changelist")
-        return format_html('<a href="{}?q={}">Task result {}</a>', url,
-                           conversion.task_id, conversion.task_id)
+        return format_html(
+            '<a href="{}?q={}">Task result {}</a>', url, conversion.task_id, conversion.task_id
+        )
 
     @admin.action(description="Cancel selected conversions")
     def cancel_selected(self, request, queryset):

@@ -57,6 +57,7 @@ from rasterio.transform import from_bounds
 from rasterio.warp import calculate_default_transform, transform_bounds
 
 __all__ = [
+    "check_request",
     "ALLOWED_DRIVERS",
     "CogOptions",
     "ConversionCancelled",
@@ -274,6 +275,14 @@ def convert(
     except BaseException:
         _remove_partials(partial)
         raise
+
+
+def check_request(*, target_crs: str | None = None, georef: Georef | None = None) -> None:
+    """Validate what a request asks for, without touching any file: RasterError if wrong."""
+    if target_crs is not None:
+        _parse_crs(target_crs, "target CRS")
+    if georef is not None:
+        _check_georef(georef)
 
 
 def describe(path: str | os.PathLike) -> RasterInfo:

@@ -76,8 +76,20 @@ def conversion_start(
     """
     if item.is_folder:
         raise ApplicationError("A folder cannot be converted; choose a file.", code="not_a_file")
-    params = {k: v for k, v in {"target_crs": target_crs, "crs": crs, "bounds": bounds}.items()
-              if v is not None}
+    params = {
+        k: v
+        for k, v in {"target_crs": target_crs, "crs": crs, "bounds": bounds}.items()
+        if v is not None
+    }
+    try:
+        raster.check_request(target_crs=target_crs, georef=_georef(params))
+    except raster.RasterError as exc:
+        code = (
+            "invalid_crs"
+            if target_crs is not None and "target CRS" in str(exc)
+            else "invalid_georef"
+        )
+        raise ApplicationError(str(exc), code=code) from None
     with transaction.atomic():
         # The row lock serialises concurrent requests for the same item (PostgreSQL); the
         # partial unique constraint is the guard on every database.
@@ -86,8 +98,11 @@ def conversion_start(
             raise Conflict(
                 "File is already converted to geo raster",
                 code="already_converted",
-                extra={"item_id": str(item.pk), "status": "COMPLETED",
-                       "object_type": item.object_type},
+                extra={
+                    "item_id": str(item.pk),
+                    "status": "COMPLETED",
+                    "object_type": item.object_type,
+                },
             )
         active = Conversion.objects.filter(item=item, state__in=Conversion.ACTIVE_STATES).first()
         if active is not None:
@@ -111,7 +126,9 @@ def _dispatch(conversion: Conversion) -> None:
         )
     except (BrokerError, OSError) as exc:
         logger.warning("Could not queue conversion %s: %s", conversion.task_id, exc)
-        message = "The task queue is unavailable, so the conversion was not started. Try again shortly."
+        message = (
+            "The task queue is unavailable, so the conversion was not started. Try again shortly."
+        )
         _finish(conversion.task_id, claim=None, state=Conversion.State.FAILURE, error=message)
         raise ServiceUnavailable(message, code="queue_unavailable") from exc
 
@@ -131,8 +148,11 @@ def conversion_cancel(*, conversion: Conversion) -> Conversion:
             raise Conflict(
                 f"Task already finished with state {conversion.state}; it cannot be cancelled.",
                 code="task_finished",
-                extra={"task_id": str(conversion.task_id), "state": conversion.state,
-                       "status": conversion.stage},
+                extra={
+                    "task_id": str(conversion.task_id),
+                    "state": conversion.state,
+                    "status": conversion.stage,
+                },
             )
         conversion.cancel_requested = True
         fields = ["cancel_requested"]
@@ -140,10 +160,14 @@ def conversion_cancel(*, conversion: Conversion) -> Conversion:
             conversion.state = Conversion.State.CANCELLED
             conversion.finished_at = timezone.now()
             fields += ["state", "finished_at"]
-            transaction.on_commit(partial(
-                _record_backend_state, conversion.task_id, Conversion.State.CANCELLED,
-                _stage_meta(conversion.stage, conversion.progress),
-            ))
+            transaction.on_commit(
+                partial(
+                    _record_backend_state,
+                    conversion.task_id,
+                    Conversion.State.CANCELLED,
+                    _stage_meta(conversion.stage, conversion.progress),
+                )
+            )
         conversion.save(update_fields=fields)
     return conversion
 
@@ -156,9 +180,7 @@ def conversion_retry(*, conversion: Conversion) -> Conversion:
             code="not_retryable",
             extra={"task_id": str(conversion.task_id), "state": conversion.state},
         )
-    new, created = conversion_start(
-        item=conversion.item, retry_of=conversion, **conversion.params
-    )
+    new, created = conversion_start(item=conversion.item, retry_of=conversion, **conversion.params)
     if not created:
         raise Conflict(
             "A conversion of this item is already queued or running.",
@@ -210,10 +232,18 @@ def _claim(ctx: RunContext) -> uuid.UUID:
     holdable = Conversion.objects.filter(
         pk=ctx.task_id, cancel_requested=False, attempts__lt=max_attempts
     )
-    taken = _retrying_db(lambda: holdable.filter(state=Conversion.State.PENDING).update(
-        state=Conversion.State.PROGRESS, claim=claim, worker=ctx.worker, started_at=now,
-        heartbeat_at=now, attempts=_plus_one(), stage=Stage.STARTING, progress=0,
-    ))
+    taken = _retrying_db(
+        lambda: holdable.filter(state=Conversion.State.PENDING).update(
+            state=Conversion.State.PROGRESS,
+            claim=claim,
+            worker=ctx.worker,
+            started_at=now,
+            heartbeat_at=now,
+            attempts=_plus_one(),
+            stage=Stage.STARTING,
+            progress=0,
+        )
+    )
     if not taken and (ctx.is_retry or ctx.redelivered):
         taken = _reclaim(ctx, holdable, claim)
     if taken:
@@ -239,10 +269,17 @@ def _reclaim(ctx: RunContext, holdable, claim) -> int:
         running = holdable.filter(state=Conversion.State.PROGRESS)
         if not ctx.is_retry:
             running = running.filter(heartbeat_at__lt=now - timezone.timedelta(seconds=stale_after))
-        taken = _retrying_db(lambda: running.update(
-            claim=claim, worker=ctx.worker, heartbeat_at=now, attempts=_plus_one(),
-            stage=Stage.STARTING, progress=0, started_at=now,
-        ))
+        taken = _retrying_db(
+            lambda: running.update(
+                claim=claim,
+                worker=ctx.worker,
+                heartbeat_at=now,
+                attempts=_plus_one(),
+                stage=Stage.STARTING,
+                progress=0,
+                started_at=now,
+            )
+        )
         if taken or ctx.is_retry or time.monotonic() > deadline:
             return taken
         if not holdable.filter(state=Conversion.State.PROGRESS).exists():
@@ -259,7 +296,9 @@ def _explain_unclaimed(ctx: RunContext):
         raise ConversionStopped(Conversion.State.CANCELLED, "Cancelled before it ran.")
     if conversion.state == Conversion.State.CANCELLED:
         raise ConversionStopped(Conversion.State.CANCELLED, "Cancelled before it ran.")
-    if conversion.state in Conversion.ACTIVE_STATES and conversion.attempts >= _setting("MAX_ATTEMPTS"):
+    if conversion.state in Conversion.ACTIVE_STATES and conversion.attempts >= _setting(
+        "MAX_ATTEMPTS"
+    ):
         message = (
             f"The conversion was started {conversion.attempts} times and its worker stopped "
             "each time before finishing (it may have run out of memory or been killed). "
@@ -282,12 +321,11 @@ def _convert(ctx: RunContext, claim: uuid.UUID, beat: "_Heartbeat") -> dict:
     def on_step(step: raster.Step) -> None:
         _set_stage(ctx, claim, STEP_STAGES[step])
 
-    georef = None
-    if params.get("crs") or params.get("bounds"):
-        georef = raster.Georef(crs=params.get("crs"), bounds=tuple(params.get("bounds") or ()))
+    georef = _georef(params)
     try:
         info = raster.convert(
-            item.file.path, dst,
+            item.file.path,
+            dst,
             target_crs=params.get("target_crs"),
             georef=georef,
             options=cog_options(),
@@ -307,8 +345,13 @@ def _convert(ctx: RunContext, claim: uuid.UUID, beat: "_Heartbeat") -> dict:
     except Exception as exc:
         logger.exception("Conversion %s failed unexpectedly", ctx.task_id)
         message = "The conversion failed because of an internal error. The operators have the details; retry later."
-        _finish(ctx.task_id, claim=claim, state=Conversion.State.FAILURE, error=message,
-                tb=traceback.format_exc())
+        _finish(
+            ctx.task_id,
+            claim=claim,
+            state=Conversion.State.FAILURE,
+            error=message,
+            tb=traceback.format_exc(),
+        )
         raise ConversionFailed(message, code="internal_error") from exc
 
     try:
@@ -369,9 +412,14 @@ class _Lost(Exception):
 
 def _set_stage(ctx: RunContext, claim, stage: Stage) -> None:
     progress = STAGE_PROGRESS[stage]
-    updated = _retrying_db(lambda: Conversion.objects.filter(
-        pk=ctx.task_id, claim=claim, state=Conversion.State.PROGRESS, cancel_requested=False,
-    ).update(stage=stage, progress=progress, heartbeat_at=timezone.now()))
+    updated = _retrying_db(
+        lambda: Conversion.objects.filter(
+            pk=ctx.task_id,
+            claim=claim,
+            state=Conversion.State.PROGRESS,
+            cancel_requested=False,
+        ).update(stage=stage, progress=progress, heartbeat_at=timezone.now())
+    )
     if not updated:
         raise _Lost()
     if ctx.on_stage:
@@ -384,9 +432,11 @@ def _finish(task_id, *, claim, state: str, error: str = "", tb: str = "") -> Non
     conversions = Conversion.objects.filter(pk=task_id, state__in=Conversion.ACTIVE_STATES)
     if claim is not None:
         conversions = conversions.filter(claim=claim)
-    updated = _retrying_db(lambda: conversions.update(
-        state=state, error=error, traceback=tb, finished_at=timezone.now()
-    ))
+    updated = _retrying_db(
+        lambda: conversions.update(
+            state=state, error=error, traceback=tb, finished_at=timezone.now()
+        )
+    )
     if updated:
         stage, progress = Conversion.objects.values_list("stage", "progress").get(pk=task_id)
         meta = _stage_meta(stage, progress, error=error) if error else _stage_meta(stage, progress)
@@ -413,6 +463,12 @@ def raster_limits() -> raster.Limits:
         max_pixels=_setting("MAX_PIXELS"),
         max_uncompressed_bytes=_setting("MAX_UNCOMPRESSED_BYTES"),
     )
+
+
+def _georef(params: dict) -> raster.Georef | None:
+    if params.get("crs") is None and params.get("bounds") is None:
+        return None
+    return raster.Georef(crs=params.get("crs"), bounds=tuple(params.get("bounds") or ()))
 
 
 def _plus_one():
@@ -484,7 +540,9 @@ class _Heartbeat:
             while not self._stop.wait(self.interval):
                 try:
                     alive = Conversion.objects.filter(
-                        pk=self.task_id, claim=self.claim, cancel_requested=False,
+                        pk=self.task_id,
+                        claim=self.claim,
+                        cancel_requested=False,
                         state=Conversion.State.PROGRESS,
                     ).update(heartbeat_at=timezone.now())
                 except DatabaseError as exc:

@@ -25,9 +25,22 @@ class GeoRasterInline(admin.StackedInline):
     model = GeoRaster
     can_delete = False
     extra = 0
-    readonly_fields = ("file", "crs", "bounds", "bounds_wgs84", "width", "height", "count",
-                       "dtypes", "nodata", "resolution", "overviews", "compression",
-                       "size_bytes", "created_at")
+    readonly_fields = (
+        "file",
+        "crs",
+        "bounds",
+        "bounds_wgs84",
+        "width",
+        "height",
+        "count",
+        "dtypes",
+        "nodata",
+        "resolution",
+        "overviews",
+        "compression",
+        "size_bytes",
+        "created_at",
+    )
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -47,8 +60,10 @@ class TreeItemAdmin(admin.ModelAdmin):
         from geoconvert.models import Conversion
 
         latest = Conversion.objects.filter(item=OuterRef("pk")).order_by("-created_at")
-        return super().get_queryset(request).annotate(
-            latest_state=Subquery(latest.values("state")[:1])
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(latest_state=Subquery(latest.values("state")[:1]))
         )
 
     @admin.display(description="conversion state", ordering="latest_state")

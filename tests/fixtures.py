@@ -61,11 +61,29 @@ class WorkerProcess:
         }
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config.celery_app", "worker",
-             "-Q", "geo_processing,default", "-c", str(self.concurrency), "-E",
-             "--hostname", self.hostname, "--loglevel", "INFO", "--without-gossip",
-             "--without-mingle"],
-            cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config.celery_app",
+                "worker",
+                "-Q",
+                "geo_processing,default",
+                "-c",
+                str(self.concurrency),
+                "-E",
+                "--hostname",
+                self.hostname,
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.wait_ready(timeout)

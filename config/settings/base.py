@@ -153,7 +153,10 @@ CELERY_TASK_ROUTES = {"geoconvert.tasks.convert_to_geo_raster": {"queue": "geo_p
 CELERY_TASK_TRACK_STARTED = False
 # Fail fast when the broker is down: the API answers 503 instead of hanging.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
-    "max_retries": 2, "interval_start": 0, "interval_step": 0.25, "interval_max": 0.5,
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.25,
+    "interval_max": 0.5,
 }
 CELERY_TASK_ACKS_LATE = True
 # A worker killed mid-task (OOM, SIGKILL) gives the message back to the queue.
@@ -171,7 +174,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # conversion is acknowledged only when it ends, so the timeout must outlast the hard time
 # limit or a long conversion would be delivered to a second worker while still running.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=CELERY_TASK_TIME_LIMIT + 600),
+    "visibility_timeout": env.int(
+        "CELERY_VISIBILITY_TIMEOUT", default=CELERY_TASK_TIME_LIMIT + 600
+    ),
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 

@@ -57,8 +57,11 @@ class ItemConversionStatusOutput(serializers.Serializer):
         if status == "COMPLETED":
             return "File is converted to geo raster"
         if status == "NOT_STARTED":
-            return "No conversion has been requested for this file" if item.file else (
-                "Folders cannot be converted")
+            return (
+                "No conversion has been requested for this file"
+                if item.file
+                else ("Folders cannot be converted")
+            )
         if status == "PENDING":
             return "Conversion is waiting in queue"
         if status == "PROGRESS":
@@ -91,8 +94,15 @@ class TaskListOutput(TaskStatusOutput):
     item_id = serializers.UUIDField()
 
     class Meta(TaskStatusOutput.Meta):
-        fields = (*TaskStatusOutput.Meta.fields, "item_id", "attempts", "cancel_requested",
-                  "created_at", "started_at", "finished_at")
+        fields = (
+            *TaskStatusOutput.Meta.fields,
+            "item_id",
+            "attempts",
+            "cancel_requested",
+            "created_at",
+            "started_at",
+            "finished_at",
+        )
 
 
 class TaskListFilterInput(serializers.Serializer):

@@ -72,6 +72,9 @@ class TaskViewSet(viewsets.GenericViewSet):
     def cancel(self, request, pk=None):
         conversion = selectors.conversion_get(user=request.user, task_id=pk)
         conversion = services.conversion_cancel(conversion=conversion)
-        body = {"task_id": str(conversion.task_id), "status": "CANCELLED",
-                "message": "Task cancellation requested"}
+        body = {
+            "task_id": str(conversion.task_id),
+            "status": "CANCELLED",
+            "message": "Task cancellation requested",
+        }
         return Response(body)

@@ -22,14 +22,19 @@ def exception_handler(exc, context):
     if response is None:
         return None
     if isinstance(exc, exceptions.ValidationError):
-        response.data = {"code": "invalid", "message": _validation_message(exc.detail),
-                         "errors": exc.detail}
+        response.data = {
+            "code": "invalid",
+            "message": _validation_message(exc.detail),
+            "errors": exc.detail,
+        }
     elif isinstance(exc, exceptions.APIException):
         detail = exc.detail
         message = str(detail) if not isinstance(detail, (list, dict)) else str(exc.default_detail)
         codes = exc.get_codes()
-        response.data = {"code": codes if isinstance(codes, str) else exc.default_code,
-                         "message": message}
+        response.data = {
+            "code": codes if isinstance(codes, str) else exc.default_code,
+            "message": message,
+        }
     if response.status_code == status.HTTP_401_UNAUTHORIZED and "WWW-Authenticate" not in response:
         response["WWW-Authenticate"] = 'Token realm="api"'
     return response

@@ -6,8 +6,20 @@ from tagger.models import GeoRaster, TreeItem
 class GeoRasterOutput(serializers.ModelSerializer):
     class Meta:
         model = GeoRaster
-        fields = ("crs", "bounds", "bounds_wgs84", "width", "height", "count", "dtypes",
-                  "nodata", "resolution", "overviews", "compression", "size_bytes")
+        fields = (
+            "crs",
+            "bounds",
+            "bounds_wgs84",
+            "width",
+            "height",
+            "count",
+            "dtypes",
+            "nodata",
+            "resolution",
+            "overviews",
+            "compression",
+            "size_bytes",
+        )
 
 
 class ItemOutput(serializers.ModelSerializer):
@@ -15,8 +27,16 @@ class ItemOutput(serializers.ModelSerializer):
 
     class Meta:
         model = TreeItem
-        fields = ("id", "name", "parent", "object_type", "size", "created_at", "updated_at",
-                  "geo_raster")
+        fields = (
+            "id",
+            "name",
+            "parent",
+            "object_type",
+            "size",
+            "created_at",
+            "updated_at",
+            "geo_raster",
+        )
 
     def get_geo_raster(self, item: TreeItem) -> dict | None:
         # Present once the COG is in place and its metadata saved.

@@ -13,9 +13,7 @@ from tagger.api.serializers import DownloadInput, ItemCreateInput, ItemOutput, I
 from tagger.errors import NotFound, PayloadTooLarge
 
 
-class TreeItemViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
-):
+class TreeItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """The caller's tree of folders and files."""
 
     serializer_class = ItemOutput
@@ -38,7 +36,9 @@ class TreeItemViewSet(
         _reject_oversized(request)
         data = _validated(ItemCreateInput, request.data)
         item = services.item_create(
-            owner=request.user, name=data["name"], parent=self._parent(data.get("parent")),
+            owner=request.user,
+            name=data["name"],
+            parent=self._parent(data.get("parent")),
             file=data.get("file"),
         )
         return Response(ItemOutput(item).data, status=status.HTTP_201_CREATED)

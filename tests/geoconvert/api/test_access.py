@@ -66,9 +66,12 @@ def test_another_user_cannot_file_into_a_foreign_folder(other_api, owned):
 
 
 def test_unknown_ids_are_not_found(api, db):
-    for url in (f"/api/v1/tasks/{uuid.uuid4()}/status", "/api/v1/tasks/not-a-uuid/status",
-                f"/api/v1/tree-items/{uuid.uuid4()}/conversion-status",
-                f"/api/v1/tree-items/{uuid.uuid4()}/"):
+    for url in (
+        f"/api/v1/tasks/{uuid.uuid4()}/status",
+        "/api/v1/tasks/not-a-uuid/status",
+        f"/api/v1/tree-items/{uuid.uuid4()}/conversion-status",
+        f"/api/v1/tree-items/{uuid.uuid4()}/",
+    ):
         assert api.get(url).status_code == 404, url
     assert api.post(f"/api/v1/tasks/{uuid.uuid4()}/cancel").status_code == 404
     assert api.post(f"/api/v1/tree-items/{uuid.uuid4()}/convert-to-geo-raster").status_code == 404

@@ -90,8 +90,20 @@ def test_converts_each_kind_of_raster(api, tmp_path, make, same_pixels):
     body = api.get(f"/api/v1/tree-items/{item['id']}").json()
     assert body["object_type"] == "geo_raster_file"
     meta = body["geo_raster"]
-    assert set(meta) == {"crs", "bounds", "bounds_wgs84", "width", "height", "count", "dtypes",
-                         "nodata", "resolution", "overviews", "compression", "size_bytes"}
+    assert set(meta) == {
+        "crs",
+        "bounds",
+        "bounds_wgs84",
+        "width",
+        "height",
+        "count",
+        "dtypes",
+        "nodata",
+        "resolution",
+        "overviews",
+        "compression",
+        "size_bytes",
+    }
     assert final["result"] == meta
     assert meta["crs"]
     assert len(meta["bounds"]) == 4 and len(meta["bounds_wgs84"]) == 4
@@ -115,8 +127,12 @@ def test_converts_each_kind_of_raster(api, tmp_path, make, same_pixels):
 
     status = api.get(f"/api/v1/tree-items/{item['id']}/conversion-status").json()
     assert status == {
-        "item_id": item["id"], "status": "COMPLETED", "object_type": "geo_raster_file",
-        "message": status["message"], "task_id": task_id, "progress": 100,
+        "item_id": item["id"],
+        "status": "COMPLETED",
+        "object_type": "geo_raster_file",
+        "message": status["message"],
+        "task_id": task_id,
+        "progress": 100,
     }
 
     # The result backend agrees with the API (the admin and Flower read it).
@@ -202,15 +218,24 @@ def test_a_queued_conversion_is_reused_and_can_be_cancelled(api, tmp_path, live_
         assert Conversion.objects.filter(item_id=item["id"]).count() == 1
 
         queued = task_status(api, task_id)
-        assert queued == {"task_id": task_id, "state": "PENDING", "status": "Waiting in queue",
-                          "progress": 0, "result": None, "error": None}
+        assert queued == {
+            "task_id": task_id,
+            "state": "PENDING",
+            "status": "Waiting in queue",
+            "progress": 0,
+            "result": None,
+            "error": None,
+        }
         status = api.get(f"/api/v1/tree-items/{item['id']}/conversion-status").json()
         assert status["status"] == "PENDING" and status["task_id"] == task_id
 
         cancelled = api.post(f"/api/v1/tasks/{task_id}/cancel")
         assert cancelled.status_code == 200
-        assert cancelled.json() == {"task_id": task_id, "status": "CANCELLED",
-                                    "message": "Task cancellation requested"}
+        assert cancelled.json() == {
+            "task_id": task_id,
+            "status": "CANCELLED",
+            "message": "Task cancellation requested",
+        }
         assert task_status(api, task_id)["state"] == "CANCELLED"
     # The worker now receives the message and must leave the cancelled conversion alone.
     time.sleep(1.5)
@@ -233,8 +258,15 @@ def _large_raster(path: Path) -> Path:
     rng = np.random.default_rng(7)
     data = rng.integers(0, 255, size=(3, height, width), dtype="uint8")
     with rasterio.open(
-        path, "w", driver="GTiff", width=width, height=height, count=3, dtype="uint8",
-        crs="EPSG:32633", transform=from_origin(500000, 5000000, 1, 1),
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=from_origin(500000, 5000000, 1, 1),
     ) as dst:
         dst.write(data)
     return path
@@ -263,7 +295,6 @@ def test_a_running_conversion_can_be_cancelled(api, tmp_path):
     assert api.post(f"/api/v1/tasks/{task_id}/cancel").status_code == 409
 
 
-
 def test_converting_a_converted_item_is_a_conflict(api, tmp_path):
     item = upload(api, rasters.rgb_byte_tiff(tmp_path / "rgb.tif"))
     task_id = convert(api, item["id"]).json()["task_id"]
@@ -272,7 +303,9 @@ def test_converting_a_converted_item_is_a_conflict(api, tmp_path):
     assert response.status_code == 409
     body = response.json()
     assert {k: body[k] for k in ("item_id", "status", "object_type", "message")} == {
-        "item_id": item["id"], "status": "COMPLETED", "object_type": "geo_raster_file",
+        "item_id": item["id"],
+        "status": "COMPLETED",
+        "object_type": "geo_raster_file",
         "message": "File is already converted to geo raster",
     }
     finished = api.post(f"/api/v1/tasks/{task_id}/cancel")

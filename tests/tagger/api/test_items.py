@@ -13,7 +13,9 @@ def _upload(api, name, content=b"data", parent=None):
 
 
 def test_token_for_valid_credentials(anon_api, user):
-    response = anon_api.post("/api/v1/auth/token/", {"username": user.username, "password": PASSWORD})
+    response = anon_api.post(
+        "/api/v1/auth/token/", {"username": user.username, "password": PASSWORD}
+    )
     assert response.status_code == 200
     token = response.json()["token"]
     anon_api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
@@ -32,8 +34,16 @@ def test_folder_and_file_lifecycle(api):
     folder = folder.json()
     assert folder["object_type"] == "folder" and folder["parent"] is None
     assert folder["size"] is None and folder["geo_raster"] is None
-    assert set(folder) == {"id", "name", "parent", "object_type", "size", "created_at",
-                           "updated_at", "geo_raster"}
+    assert set(folder) == {
+        "id",
+        "name",
+        "parent",
+        "object_type",
+        "size",
+        "created_at",
+        "updated_at",
+        "geo_raster",
+    }
 
     created = _upload(api, "scan.tif", b"12345", parent=folder["id"])
     assert created.status_code == 201
@@ -54,7 +64,9 @@ def test_folder_and_file_lifecycle(api):
     assert download.status_code == 200
     assert b"".join(download.streaming_content) == b"12345"
     assert "renamed.tif" in download["Content-Disposition"]
-    assert api.get(f"/api/v1/tree-items/{item['id']}/download?variant=geo_raster").status_code == 404
+    assert (
+        api.get(f"/api/v1/tree-items/{item['id']}/download?variant=geo_raster").status_code == 404
+    )
 
     assert api.delete(f"/api/v1/tree-items/{folder['id']}").status_code == 204
     assert api.get(f"/api/v1/tree-items/{folder['id']}").status_code == 404
@@ -77,8 +89,14 @@ def test_delete_removes_subtree_and_files(api, django_capture_on_commit_callback
 
 @pytest.mark.parametrize(
     "name",
-    ["../../etc/passwd", "a/b\\c.tif", "x" * 1000, "caf\u00e9 \u00fc\u00f1\u00ee\u00e7\u00f8d\u00e9 \ufffd.tif",
-     "..", "name with\nnewline"],
+    [
+        "../../etc/passwd",
+        "a/b\\c.tif",
+        "x" * 1000,
+        "caf\u00e9 \u00fc\u00f1\u00ee\u00e7\u00f8d\u00e9 \ufffd.tif",
+        "..",
+        "name with\nnewline",
+    ],
 )
 def test_names_are_data(api, name):
     from tagger.models import TreeItem
@@ -93,8 +111,9 @@ def test_names_are_data(api, name):
 def test_cannot_move_a_folder_into_itself(api):
     parent = api.post("/api/v1/tree-items/", {"name": "p"}, format="json").json()
     child = api.post("/api/v1/tree-items/", {"name": "c", "parent": parent["id"]}, format="json")
-    response = api.patch(f"/api/v1/tree-items/{parent['id']}", {"parent": child.json()["id"]},
-                         format="json")
+    response = api.patch(
+        f"/api/v1/tree-items/{parent['id']}", {"parent": child.json()["id"]}, format="json"
+    )
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_parent"
 
