@@ -211,7 +211,9 @@ def gdal_env(options: CogOptions = CogOptions()) -> rasterio.Env:
     """The GDAL environment every open and conversion here runs in."""
     return rasterio.Env(
         GDAL_CACHEMAX=options.cache_mb,
-        GDAL_NUM_THREADS=options.num_threads,
+        # Threads go to the COG driver's compression and overviews (NUM_THREADS creation
+        # option) only: GDAL_NUM_THREADS would also decode the source in threads, which
+        # measured more CPU for no gain on 2 cores, where compression already uses both.
         # Never write .aux.xml (next to the source or anywhere), never look for sidecars.
         GDAL_PAM_ENABLED="NO",
         GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR",

@@ -13,6 +13,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
@@ -268,17 +269,16 @@ def _reclaim(ctx: RunContext, holdable, claim) -> int:
         now = timezone.now()
         running = holdable.filter(state=Conversion.State.PROGRESS)
         if not ctx.is_retry:
-            running = running.filter(heartbeat_at__lt=now - timezone.timedelta(seconds=stale_after))
+            running = running.filter(heartbeat_at__lt=now - timedelta(seconds=stale_after))
         taken = _retrying_db(
-            lambda: running.update(
-                claim=claim,
-                worker=ctx.worker,
-                heartbeat_at=now,
-                attempts=_plus_one(),
-                stage=Stage.STARTING,
-                progress=0,
-                started_at=now,
-            )
+            running.update,
+            claim=claim,
+            worker=ctx.worker,
+            heartbeat_at=now,
+            attempts=_plus_one(),
+            stage=Stage.STARTING,
+            progress=0,
+            started_at=now,
         )
         if taken or ctx.is_retry or time.monotonic() > deadline:
             return taken
@@ -344,7 +344,10 @@ def _convert(ctx: RunContext, claim: uuid.UUID, beat: "_Heartbeat") -> dict:
         raise
     except Exception as exc:
         logger.exception("Conversion %s failed unexpectedly", ctx.task_id)
-        message = "The conversion failed because of an internal error. The operators have the details; retry later."
+        message = (
+            "The conversion failed because of an internal error. "
+            "The operators have the details; retry later."
+        )
         _finish(
             ctx.task_id,
             claim=claim,
@@ -495,14 +498,14 @@ class _BackendRequest:
     hostname: str | None = None
 
 
-def _retrying_db(write: Callable[[], int], attempts: int = 3):
+def _retrying_db(write: Callable[..., int], *args, tries: int = 3, **kwargs):
     """Run a database write, retrying transient failures with exponential backoff and
     jitter (outside a transaction only: inside one the whole transaction must be retried)."""
-    for attempt in range(attempts):
+    for attempt in range(tries):
         try:
-            return write()
+            return write(*args, **kwargs)
         except TRANSIENT_DB_ERRORS:
-            if attempt == attempts - 1 or connection.in_atomic_block:
+            if attempt == tries - 1 or connection.in_atomic_block:
                 raise
             close_old_connections()
             connection.close()

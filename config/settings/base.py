@@ -128,7 +128,9 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "tagger API",
-    "DESCRIPTION": "A tree of items and background conversion of rasters to Cloud-Optimized GeoTIFFs.",
+    "DESCRIPTION": (
+        "A tree of items and background conversion of rasters to Cloud-Optimized GeoTIFFs."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
 }
