@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.http import JsonResponse
 from django.urls import include, path, re_path
+from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
@@ -8,3 +10,13 @@ urlpatterns = [
     re_path(r"^api/v1/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/v1/", include("config.api_router")),
 ]
+
+
+def _not_found(request, exception=None):
+    """Unknown API paths answer in the API's error shape; other paths get Django's page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"code": "not_found", "message": "No such API endpoint."}, status=404)
+    return page_not_found(request, exception)
+
+
+handler404 = _not_found

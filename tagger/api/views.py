@@ -1,5 +1,6 @@
 from pathlib import Path
 
+from django.conf import settings
 from django.http import FileResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -88,8 +89,6 @@ def _validated(serializer_class, data, **kwargs) -> dict:
 
 def _reject_oversized(request) -> None:
     """413 before the body is read, when the client declares a size over the limit."""
-    from django.conf import settings
-
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:

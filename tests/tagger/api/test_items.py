@@ -142,3 +142,15 @@ def test_oversized_upload_is_refused_with_413(api, settings):
     response = _upload(api, "big.tif", b"x" * 100)
     assert response.status_code == 413
     assert response.json()["code"] == "payload_too_large"
+
+
+def test_unknown_api_path_answers_in_the_error_shape(api):
+    response = api.get("/api/v1/no-such-thing/")
+    assert response.status_code == 404
+    assert response.json() == {"code": "not_found", "message": "No such API endpoint."}
+
+
+def test_malformed_json_is_a_clear_400(api):
+    response = api.post("/api/v1/tree-items/", "{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "parse_error"
