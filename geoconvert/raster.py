@@ -105,6 +105,9 @@ _OVERVIEW_RESAMPLINGS = (
     "GAUSS",
 )
 _GDAL_ERRORS = (RasterioError, CPLE_BaseError)
+# rasterio raises SystemError("Unknown GDAL Error") when GDAL fails without saying why, as
+# its PNG driver does on a truncated file.
+_COPY_ERRORS = (*_GDAL_ERRORS, SystemError)
 
 
 class RasterError(Exception):
@@ -318,7 +321,7 @@ def _write_cog(
     watch.arm()
     try:
         rasterio.shutil.copy(dataset, partial, driver="COG", **creation_options)
-    except _GDAL_ERRORS as exc:
+    except _COPY_ERRORS as exc:
         if watch.cancelled:
             raise ConversionCancelled("The conversion was cancelled.") from None
         logger.info("COG write failed: %s", exc)
@@ -397,7 +400,7 @@ def _open_source(path: Path, watch: _CancelWatch) -> Iterator[rasterio.io.Datase
     for driver in drivers:
         try:
             dataset = rasterio.open(os.fspath(path), driver=driver, opener=source)
-        except _GDAL_ERRORS as exc:
+        except _COPY_ERRORS as exc:
             logger.info("%s could not open %s: %s", driver, path.name, exc)
             continue
         with dataset:

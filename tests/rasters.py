@@ -37,6 +37,8 @@ __all__ = [
     "rgb_byte_tiff",
     "rgba_png",
     "text_file",
+    "truncated_jpeg",
+    "truncated_png",
     "truncated_tiff",
     "uint16_multiband_tiff",
     "ungeoreferenced_png",
@@ -278,6 +280,20 @@ def truncated_tiff(path: Path) -> Path:
     pixel_bytes = 512 * 512 * 3
     assert len(full) >= first_row_offset + pixel_bytes, "pixel data must follow the header"
     path.write_bytes(full[: first_row_offset + pixel_bytes // 2])
+    return path
+
+
+def truncated_png(path: Path) -> Path:
+    """An RGB PNG cut off halfway: its header reads, its pixels do not."""
+    ungeoreferenced_png(path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path
+
+
+def truncated_jpeg(path: Path) -> Path:
+    """A JPEG cut off halfway (libjpeg only warns, and would pad with grey)."""
+    jpeg(path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     return path
 
 
