@@ -93,6 +93,7 @@ CANCEL_POLL_SECONDS = 1.0
 
 LOSSLESS_COMPRESSIONS = ("DEFLATE", "ZSTD", "LZW", "NONE")
 _LEVELS = {"DEFLATE": range(1, 13), "ZSTD": range(1, 23)}
+_FAST_LEVEL = 1  # for DEFLATE and ZSTD alike, when CogOptions.level is None
 _OVERVIEW_RESAMPLINGS = (
     "NEAREST",
     "AVERAGE",
@@ -138,7 +139,7 @@ class CogOptions:
     """
 
     compression: str = "DEFLATE"
-    level: int | None = 1  # None: the codec's own default
+    level: int | None = None  # None: 1, the fast level (see above); ignored by LZW and NONE
     predictor: bool = True  # PREDICTOR=YES: 2 for integers, 3 for floats; never on palettes
     blocksize: int = 512
     # None: NEAREST for paletted rasters (an average of class codes is a wrong class),
@@ -165,9 +166,8 @@ class CogOptions:
             and self.overview_resampling.upper() not in _OVERVIEW_RESAMPLINGS
         ):
             raise ValueError(f"overview_resampling must be one of {_OVERVIEW_RESAMPLINGS}")
-        if self.num_threads != "ALL_CPUS" and not (
-            isinstance(self.num_threads, int) and self.num_threads >= 1
-        ):
+        threads = str(self.num_threads).upper()
+        if threads != "ALL_CPUS" and not (threads.isdigit() and int(threads) >= 1):
             raise ValueError("num_threads must be a positive int or 'ALL_CPUS'")
         if self.cache_mb < 16:
             raise ValueError("cache_mb must be at least 16")
@@ -322,6 +322,7 @@ def _write_cog(
     try:
         rasterio.shutil.copy(dataset, partial, driver="COG", **creation_options)
     except _COPY_ERRORS as exc:
+        watch.raise_swallowed()
         if watch.cancelled:
             raise ConversionCancelled("The conversion was cancelled.") from None
         logger.info("COG write failed: %s", exc)
@@ -330,6 +331,7 @@ def _write_cog(
         ) from None
     finally:
         watch.disarm()
+    watch.raise_swallowed()
     if watch.cancelled:  # GDAL may have finished reading just as the flag went up
         raise ConversionCancelled("The conversion was cancelled.")
 
@@ -401,6 +403,7 @@ def _open_source(path: Path, watch: _CancelWatch) -> Iterator[rasterio.io.Datase
         try:
             dataset = rasterio.open(os.fspath(path), driver=driver, opener=source)
         except _COPY_ERRORS as exc:
+            watch.raise_swallowed()
             logger.info("%s could not open %s: %s", driver, path.name, exc)
             continue
         with dataset:
@@ -420,6 +423,7 @@ class _CancelWatch:
         self._event = threading.Event()
         self._armed = False
         self._last_asked = -math.inf
+        self._swallowed: BaseException | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -433,7 +437,7 @@ class _CancelWatch:
 
     def poll(self) -> bool:
         """True once cancelled. Cheap: safe to call on every read, from any thread."""
-        if self._event.is_set():
+        if self._event.is_set() or self._swallowed is not None:
             return True
         if not self._armed or self._should_cancel is None or threading.get_ident() != self._owner:
             return False
@@ -448,6 +452,16 @@ class _CancelWatch:
                 self._ask()
         if self._event.is_set():
             raise ConversionCancelled("The conversion was cancelled.")
+
+    def stop_for(self, exc: BaseException) -> None:
+        """Keep an exception raised inside a read (GDAL would only see a failed read)."""
+        if self._swallowed is None:
+            self._swallowed = exc
+
+    def raise_swallowed(self) -> None:
+        """Re-raise what a read raised (should_cancel's database error, a time limit, ...)."""
+        if self._swallowed is not None:
+            raise self._swallowed
 
     def _ask(self) -> bool:
         self._last_asked = time.monotonic()
@@ -474,12 +488,16 @@ class _SingleFileOpener:
 class _CancellableFile(io.FileIO):
     def __init__(self, path: str, watch: _CancelWatch) -> None:
         super().__init__(path, "r")
-        self._poll = watch.poll
+        self._watch = watch
 
     def read(self, size: int = -1) -> bytes:
-        if self._poll():
-            return b""  # a short read: GDAL fails the block, and so the copy
-        return super().read(size)
+        try:
+            if self._watch.poll():
+                return b""  # a short read: GDAL fails the block, and so the copy
+            return super().read(size)
+        except BaseException as exc:  # raised through GDAL it would be printed and lost
+            self._watch.stop_for(exc)
+            return b""
 
 
 def _check_limits(width: int, height: int, dtypes: tuple[str, ...], limits: Limits) -> None:
@@ -646,11 +664,11 @@ def _creation_options(plan: _Plan, options: CogOptions) -> dict[str, Any]:
         "OVERVIEW_RESAMPLING": resampling.upper(),
         # Regenerate overviews rather than reuse the upload's (maybe partial, maybe nearest).
         "OVERVIEWS": "IGNORE_EXISTING",
-        "NUM_THREADS": options.num_threads,
+        "NUM_THREADS": str(options.num_threads).upper(),
         "BIGTIFF": "IF_SAFER",
     }
-    if options.level is not None and compression in _LEVELS:
-        creation["LEVEL"] = options.level
+    if compression in _LEVELS:
+        creation["LEVEL"] = options.level if options.level is not None else _FAST_LEVEL
     if plan.warp_to is not None:
         # The COG driver warps itself (into a temporary tiled file next to the output), ~3x
         # faster than reading a WarpedVRT whose overviews it would compute chunk by chunk.

@@ -171,7 +171,7 @@ def test_nan_nodata_is_reported_json_safe(src_dir: Path, out_dir: Path):
 
 def test_zstd_and_other_options_are_honoured(src_dir: Path, out_dir: Path):
     src = rasters.float_dem_tiff(src_dir / "dem.tif")
-    options = CogOptions(compression="ZSTD", level=3, blocksize=256, num_threads=1, cache_mb=32)
+    options = CogOptions(compression="zstd", level=3, blocksize=256, num_threads="1", cache_mb=32)
 
     cog, info = convert_checked(src, out_dir, options=options)
 
@@ -593,3 +593,25 @@ def test_describe_an_existing_cog(src_dir: Path, out_dir: Path):
     assert json.loads(json.dumps(info, allow_nan=False)) == info
     assert info["nodata"] == -9999 and info["dtypes"] == ["float32"]
     assert info["crs"] == "EPSG:32633"
+
+
+def test_an_error_in_should_cancel_while_writing_is_raised_as_is(
+    poll_every_read, src_dir: Path, out_dir: Path
+):
+    def flaky(switch: CancelSwitch) -> bool:
+        if Step.WRITE in switch.steps:
+            raise ConnectionError("database went away")
+        return False
+
+    switch = CancelSwitch(flaky)
+
+    # Not misreported as a corrupt raster: GDAL only saw a failed read.
+    with pytest.raises(ConnectionError, match="database went away"):
+        convert(
+            rasters.rgb_byte_tiff(src_dir / "rgb.tif"),
+            out_dir / "result.tif",
+            progress=switch.progress,
+            should_cancel=switch,
+        )
+    assert switch.calls[-1][1], "raised from inside the write"
+    assert listing(out_dir) == []
