@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
+from django_celery_results.models import TaskResult
 
 from geoconvert import services
 from geoconvert.models import Conversion
@@ -9,12 +10,14 @@ from tagger.errors import ApplicationError
 
 @admin.register(Conversion)
 class ConversionAdmin(admin.ModelAdmin):
+    """Read-only: every change goes through the services, as from the API."""
+
     list_display = (
         "task_id",
         "item",
         "owner",
         "state",
-        "stage",
+        "stage_text",
         "progress_bar",
         "attempts",
         "created_at",
@@ -28,6 +31,7 @@ class ConversionAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     actions = ("cancel_selected", "retry_selected")
     readonly_fields = [f.name for f in Conversion._meta.fields] + [
+        "stage_text",
         "progress_bar",
         "duration",
         "item_link",
@@ -42,7 +46,7 @@ class ConversionAdmin(admin.ModelAdmin):
                     "item_link",
                     "owner",
                     "state",
-                    "stage",
+                    "stage_text",
                     "progress_bar",
                     "cancel_requested",
                     "attempts",
@@ -70,10 +74,19 @@ class ConversionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def lookup_allowed(self, lookup, value, request=None):
+        # The item page links to its conversions by item id.
+        return lookup == "item__id__exact" or super().lookup_allowed(lookup, value, request)
+
     def has_change_permission(self, request, obj=None):
         return False
 
-    @admin.display(description="progress")
+    @admin.display(description="stage", ordering="stage")
+    def stage_text(self, conversion):
+        # The stage as the API reports it ("Loading file"), not the choice's short label.
+        return conversion.stage
+
+    @admin.display(description="progress", ordering="progress")
     def progress_bar(self, conversion):
         return format_html(
             '<progress value="{}" max="100" title="{}%"></progress> {}%',
@@ -93,9 +106,13 @@ class ConversionAdmin(admin.ModelAdmin):
 
     @admin.display(description="task result")
     def task_result_link(self, conversion):
-        url = reverse("admin:django_celery_results_taskresult_changelist")
+        row = TaskResult.objects.filter(task_id=str(conversion.task_id)).values("pk", "status")
+        row = row.first()
+        if row is None:
+            return "-"
+        url = reverse("admin:django_celery_results_taskresult_change", args=[row["pk"]])
         return format_html(
-            '<a href="{}?q={}">Task result {}</a>', url, conversion.task_id, conversion.task_id
+            '<a href="{}">Task result {} ({})</a>', url, conversion.task_id, row["status"]
         )
 
     @admin.action(description="Cancel selected conversions")
@@ -107,6 +124,8 @@ class ConversionAdmin(admin.ModelAdmin):
         self._apply(request, queryset, services.conversion_retry, "retried")
 
     def _apply(self, request, queryset, service, verb):
+        """Call `service` on each selected conversion; report how many it accepted and, for
+        the others, the service's own reason."""
         done, refused = 0, []
         for conversion in queryset.select_related("item"):
             try:
@@ -114,7 +133,9 @@ class ConversionAdmin(admin.ModelAdmin):
                 done += 1
             except ApplicationError as exc:
                 refused.append(f"{conversion.task_id}: {exc.message}")
-        self.message_user(request, f"{done} conversion(s) {verb}.", messages.SUCCESS)
+        self.message_user(
+            request, f"{done} conversion(s) {verb}.", messages.SUCCESS if done else messages.INFO
+        )
         if refused:
             self.message_user(
                 request, f"{len(refused)} not {verb}: " + "; ".join(refused), messages.WARNING
