@@ -1,4 +1,4 @@
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery
 
 from geoconvert.models import Conversion
 from tagger.errors import NotFound
@@ -40,3 +40,50 @@ def item_with_latest_conversion(*, user, item_id) -> TreeItem:
     if not item:
         raise NotFound("Item not found.")
     return item
+
+
+# For operators (admin, management commands): every user's conversions. ------------------
+
+
+def conversion_list_all(*, states=None, limit: int | None = None) -> QuerySet[Conversion]:
+    """Conversions of every user, newest first, with item and owner joined."""
+    conversions = Conversion.objects.select_related("item", "owner")
+    if states:
+        conversions = conversions.filter(state__in=states)
+    return conversions[:limit] if limit else conversions
+
+
+def conversion_state_counts() -> dict[str, int]:
+    """How many conversions are in each state (every state present, zero or not)."""
+    counts = dict(Conversion.objects.order_by().values_list("state").annotate(n=Count("pk")))
+    return {state: counts.get(state, 0) for state in Conversion.State.values}
+
+
+def conversion_retry_candidates(
+    *,
+    since=None,
+    item_id=None,
+    task_id=None,
+    include_cancelled: bool = False,
+    limit: int | None = None,
+) -> QuerySet[Conversion]:
+    """Failed (optionally cancelled) conversions that are the latest of their item and were
+    not retried yet, oldest first: what `retry_failed_conversions` re-dispatches."""
+    states = [Conversion.State.FAILURE]
+    if include_cancelled:
+        states.append(Conversion.State.CANCELLED)
+    newer = Conversion.objects.filter(item=OuterRef("item"), created_at__gt=OuterRef("created_at"))
+    conversions = (
+        Conversion.objects.filter(state__in=states)
+        .exclude(Exists(newer))
+        .exclude(Exists(Conversion.objects.filter(retry_of=OuterRef("pk"))))
+        .select_related("item", "owner")
+        .order_by("created_at")
+    )
+    if since is not None:
+        conversions = conversions.filter(created_at__gte=since)
+    if item_id is not None:
+        conversions = conversions.filter(item_id=as_uuid(item_id))
+    if task_id is not None:
+        conversions = conversions.filter(pk=as_uuid(task_id))
+    return conversions[:limit] if limit else conversions

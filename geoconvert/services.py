@@ -558,3 +558,196 @@ class _Heartbeat:
                     return
         finally:
             connection.close()
+
+
+# Housekeeping (periodic tasks run by beat; see geoconvert.tasks) ---------------------------
+
+
+@dataclass(frozen=True)
+class ReapSummary:
+    requeued: list[str]
+    failed: list[str]
+    cancelled: list[str]
+
+    def as_dict(self) -> dict:
+        return {"requeued": self.requeued, "failed": self.failed, "cancelled": self.cancelled}
+
+
+def conversion_reap_stale(*, now=None) -> ReapSummary:
+    """Deal with running conversions whose worker has gone silent.
+
+    A PROGRESS conversion whose heartbeat is older than HEARTBEAT_STALE_SECONDS has lost its
+    worker (killed, out of memory, host gone). It is re-queued as a new delivery of the same
+    task while it has attempts left, ends CANCELLED if a cancel was asked, and otherwise ends
+    FAILURE. Each change is conditional on the claim and heartbeat read, so a run that
+    comes back to life (or another reaper) is never overruled.
+    """
+    now = now or timezone.now()
+    cutoff = now - timezone.timedelta(seconds=_setting("HEARTBEAT_STALE_SECONDS"))
+    from django.db.models import Q
+
+    stale = Conversion.objects.filter(state=Conversion.State.PROGRESS).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+    )
+    requeued, failed, cancelled = [], [], []
+    for conversion in stale:
+        task_id = str(conversion.task_id)
+        same_run = Conversion.objects.filter(
+            pk=conversion.pk, state=Conversion.State.PROGRESS, claim=conversion.claim,
+            heartbeat_at=conversion.heartbeat_at,
+        )
+        silent = "its worker stopped answering"
+        if conversion.cancel_requested:
+            if same_run.update(state=Conversion.State.CANCELLED, finished_at=now):
+                _record_backend_state(task_id, Conversion.State.CANCELLED,
+                                      _stage_meta(conversion.stage, conversion.progress))
+                cancelled.append(task_id)
+        elif conversion.attempts < _setting("MAX_ATTEMPTS"):
+            if same_run.update(state=Conversion.State.PENDING, claim=None, worker="",
+                               stage=Stage.QUEUED, progress=0, heartbeat_at=None):
+                logger.warning("Conversion %s: %s; re-queued (attempt %s of %s done)",
+                               task_id, silent, conversion.attempts, _setting("MAX_ATTEMPTS"))
+                _record_backend_state(task_id, "PENDING", _stage_meta(Stage.QUEUED, 0))
+                try:
+                    _dispatch(conversion)
+                    requeued.append(task_id)
+                except ServiceUnavailable:
+                    failed.append(task_id)
+        else:
+            message = (
+                f"The conversion was started {conversion.attempts} times and each time "
+                f"{silent} before finishing (it may have run out of memory or been killed). "
+                "Check the worker logs and the file, then retry."
+            )
+            if same_run.update(state=Conversion.State.FAILURE, error=message, finished_at=now):
+                _record_backend_state(task_id, Conversion.State.FAILURE,
+                                      _stage_meta(conversion.stage, conversion.progress,
+                                                  error=message))
+                failed.append(task_id)
+    return ReapSummary(requeued=requeued, failed=failed, cancelled=cancelled)
+
+
+@dataclass(frozen=True)
+class OrphanSummary:
+    partial_files: list[str]
+    item_dirs: list[str]
+
+    def as_dict(self) -> dict:
+        return {"partial_files": self.partial_files, "item_dirs": self.item_dirs}
+
+
+def orphan_files_remove(*, min_age_seconds: float | None = None, now=None) -> OrphanSummary:
+    """Remove what crashed runs and interrupted uploads leave under MEDIA_ROOT: `.*.partial`
+    files of the engine, and item directories whose item no longer exists.
+
+    Only files older than `min_age_seconds` (GEOCONVERT["ORPHAN_MIN_AGE_SECONDS"]) are
+    touched, and never the partial files of an item that is being converted: an upload
+    is written before its row commits, and a large conversion writes for a long time.
+    Paths in the summary are relative to MEDIA_ROOT.
+    """
+    import shutil
+
+    from tagger.models import TreeItem as Item
+
+    root = Path(settings.MEDIA_ROOT)
+    if min_age_seconds is None:
+        min_age_seconds = _setting("ORPHAN_MIN_AGE_SECONDS")
+    cutoff = (now or timezone.now()).timestamp() - min_age_seconds
+    item_dirs = {}
+    for directory in root.glob("items/*/*"):
+        item_id = _uuid_or_none(directory.name)
+        if item_id and directory.is_dir():
+            item_dirs[item_id] = directory
+    existing = set(Item.objects.filter(pk__in=item_dirs).values_list("pk", flat=True))
+    converting = set(Conversion.objects.filter(
+        item_id__in=existing, state__in=Conversion.ACTIVE_STATES,
+    ).values_list("item_id", flat=True))
+
+    removed_dirs = []
+    for item_id, directory in item_dirs.items():
+        if item_id not in existing and _newest_mtime(directory) < cutoff:
+            shutil.rmtree(directory, ignore_errors=True)
+            removed_dirs.append(str(directory.relative_to(root)))
+    removed_partials = []
+    for partial in root.rglob(".*.partial*"):
+        item_id = _uuid_or_none(partial.parent.name)
+        if item_id in converting or not partial.is_file():
+            continue
+        try:
+            if partial.stat().st_mtime < cutoff:
+                partial.unlink()
+                removed_partials.append(str(partial.relative_to(root)))
+        except FileNotFoundError:
+            continue
+    if removed_dirs or removed_partials:
+        logger.info("Removed %s orphaned item directories and %s partial files",
+                    len(removed_dirs), len(removed_partials))
+    return OrphanSummary(partial_files=sorted(removed_partials), item_dirs=sorted(removed_dirs))
+
+
+def _uuid_or_none(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(hex=text)
+    except ValueError:
+        return None
+
+
+def _newest_mtime(directory: Path) -> float:
+    times = [directory.stat().st_mtime]
+    times += [p.stat().st_mtime for p in directory.rglob("*") if p.exists()]
+    return max(times)
+
+
+@dataclass(frozen=True)
+class PeriodicTaskSpec:
+    task: str
+    every_seconds: int | None = None
+    crontab: str | None = None  # "minute hour day_of_month month_of_year day_of_week"
+    description: str = ""
+
+
+# Beat's schedule (django-celery-beat): registered by `migrate`, then edited in the admin.
+PERIODIC_TASKS = {
+    "Clean up expired task results": PeriodicTaskSpec(
+        task="celery.backend_cleanup", crontab="0 4 * * *",
+        description="Deletes task results older than CELERY_RESULT_EXPIRES.",
+    ),
+    "Reap stale conversions": PeriodicTaskSpec(
+        task="geoconvert.tasks.reap_stale_conversions", every_seconds=60,
+        description="Re-queues or fails conversions whose worker stopped sending heartbeats.",
+    ),
+    "Remove orphaned files": PeriodicTaskSpec(
+        task="geoconvert.tasks.remove_orphaned_files", every_seconds=3600,
+        description="Deletes leftover .partial files and directories of deleted items.",
+    ),
+}
+
+
+def periodic_tasks_register() -> list[str]:
+    """Create the periodic tasks that do not exist yet; returns their names.
+
+    Existing ones are left as they are, so what an operator changed in the admin (schedule,
+    enabled) survives every `migrate`.
+    """
+    from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+    created = []
+    for name, spec in PERIODIC_TASKS.items():
+        if PeriodicTask.objects.filter(name=name).exists():
+            continue
+        schedule = {}
+        if spec.every_seconds:
+            schedule["interval"], _ = IntervalSchedule.objects.get_or_create(
+                every=spec.every_seconds, period=IntervalSchedule.SECONDS)
+        else:
+            minute, hour, day_of_month, month_of_year, day_of_week = spec.crontab.split()
+            schedule["crontab"], _ = CrontabSchedule.objects.get_or_create(
+                minute=minute, hour=hour, day_of_month=day_of_month,
+                month_of_year=month_of_year, day_of_week=day_of_week, timezone="UTC")
+        # A run that could not start before the next one is due is dropped, not piled up.
+        expires = spec.every_seconds or 12 * 3600
+        PeriodicTask.objects.create(name=name, task=spec.task, queue="default",
+                                    expire_seconds=expires, description=spec.description,
+                                    **schedule)
+        created.append(name)
+    return created

@@ -7,7 +7,9 @@ from geoconvert.services import (
     TRANSIENT_DB_ERRORS,
     ConversionStopped,
     RunContext,
+    conversion_reap_stale,
     conversion_run,
+    orphan_files_remove,
 )
 
 
@@ -42,3 +44,15 @@ def convert_to_geo_raster(self, task_id: str) -> dict:
             self.send_event("task-revoked", terminated=False, signum=None, expired=False)
         # The service has recorded the outcome; Celery must not overwrite it.
         raise Ignore() from None
+
+
+@shared_task(name="geoconvert.tasks.reap_stale_conversions")
+def reap_stale_conversions() -> dict:
+    """Re-queue or fail conversions whose worker went silent (run by beat)."""
+    return conversion_reap_stale().as_dict()
+
+
+@shared_task(name="geoconvert.tasks.remove_orphaned_files")
+def remove_orphaned_files() -> dict:
+    """Delete leftover partial files and directories of deleted items (run by beat)."""
+    return orphan_files_remove().as_dict()

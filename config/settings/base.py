@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import environ
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -148,8 +149,20 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_TIMEZONE = TIME_ZONE
+# Conversions (long, memory-hungry) and light tasks (beat's housekeeping) have queues of
+# their own, so housekeeping never waits behind a queue of large rasters; a deployment can
+# run separate workers for each (`-Q geo_processing`, `-Q default`).
+CELERY_TASK_QUEUES = (
+    Queue("geo_processing", routing_key="geo_processing"),
+    Queue("default", routing_key="default"),
+)
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"geoconvert.tasks.convert_to_geo_raster": {"queue": "geo_processing"}}
+CELERY_TASK_ROUTES = {
+    "geoconvert.tasks.convert_to_geo_raster": {"queue": "geo_processing"},
+    "geoconvert.tasks.reap_stale_conversions": {"queue": "default"},
+    "geoconvert.tasks.remove_orphaned_files": {"queue": "default"},
+    "celery.backend_cleanup": {"queue": "default"},
+}
 # No STARTED state: a conversion records PROGRESS itself once it holds the work, and a
 # duplicate delivery must not overwrite a finished task's state in the backend.
 CELERY_TASK_TRACK_STARTED = False
@@ -169,6 +182,8 @@ CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD",
 # Sized for the largest rasters the pixel cap admits.
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=3600)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=3900)
+# Events let Flower (and `celery events`) follow tasks live: sent, received, started,
+# succeeded/failed/revoked. (The same as starting the worker with `-E`.)
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -180,7 +195,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
         "CELERY_VISIBILITY_TIMEOUT", default=CELERY_TASK_TIME_LIMIT + 600
     ),
 }
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's database scheduler, without its habit of re-creating the result
+# cleanup entry at start (see geoconvert/beat.py): the schedule is edited in the admin.
+CELERY_BEAT_SCHEDULER = "geoconvert.beat:DatabaseScheduler"
 
 # GEOCONVERT
 # ------------------------------------------------------------------------------
@@ -203,6 +220,11 @@ GEOCONVERT = {
     # A running conversion whose heartbeat is older than this is presumed dead: a redelivered
     # message may take it over, and the reaper fails or re-queues it.
     "HEARTBEAT_STALE_SECONDS": env.float("GEOCONVERT_HEARTBEAT_STALE_SECONDS", default=30.0),
+    # Leftover `.partial` files and directories of deleted items are removed once older
+    # than this; longer than the hard time limit, so a running conversion's file is safe.
+    "ORPHAN_MIN_AGE_SECONDS": env.int(
+        "GEOCONVERT_ORPHAN_MIN_AGE_SECONDS", default=max(6 * 3600, CELERY_TASK_TIME_LIMIT + 600)
+    ),
 }
 
 # LOGGING
