@@ -609,9 +609,10 @@ def conversion_reap_stale(*, now=None) -> ReapSummary:
                                task_id, silent, conversion.attempts, _setting("MAX_ATTEMPTS"))
                 _record_backend_state(task_id, "PENDING", _stage_meta(Stage.QUEUED, 0))
                 try:
-                    _dispatch(conversion)
+                    # At once when called outside a transaction, as the periodic task does.
+                    transaction.on_commit(partial(_dispatch, conversion))
                     requeued.append(task_id)
-                except ServiceUnavailable:
+                except ServiceUnavailable:  # _dispatch marked it FAILURE
                     failed.append(task_id)
         else:
             message = (

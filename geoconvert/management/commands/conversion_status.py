@@ -21,12 +21,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument(
             "--state", action="append", choices=Conversion.State.values, metavar="STATE",
-            help=f"only this state (repeatable; one of {', '.join(Conversion.State.values)}); "
+            help="only this state (repeatable; one of "
+                 f"{', '.join(Conversion.State.values)}); "
                  f"default: {', '.join(DEFAULT_STATES)}",
         )
         parser.add_argument("--limit", type=int, default=50,
                             help="at most this many conversions, newest first (default 50)")
-        parser.add_argument("--json", action="store_true", dest="as_json", help="print JSON instead of a table")
+        parser.add_argument("--json", action="store_true", dest="as_json",
+                            help="print JSON instead of a table")
 
     def handle(self, *args, state=None, limit=50, as_json=False, **options):
         states = state or DEFAULT_STATES
