@@ -15,5 +15,6 @@ class GeoconvertConfig(AppConfig):
     def ready(self):
         # After every `migrate` (and test-database flush): beat's schedule always holds
         # tagger's periodic tasks, without overwriting what an operator edited.
-        post_migrate.connect(_register_periodic_tasks, sender=self,
-                             dispatch_uid="geoconvert.periodic_tasks")
+        post_migrate.connect(
+            _register_periodic_tasks, sender=self, dispatch_uid="geoconvert.periodic_tasks"
+        )

@@ -37,8 +37,11 @@ def check_database(*, migrations: bool = False) -> Check:
             executor = MigrationExecutor(connection)
             pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
             if pending:
-                return Check("database", False, f"{where}: {len(pending)} migration(s) not "
-                             "applied; run `manage.py migrate`")
+                return Check(
+                    "database",
+                    False,
+                    f"{where}: {len(pending)} migration(s) not applied; run `manage.py migrate`",
+                )
     except DatabaseError as exc:
         return Check("database", False, f"unreachable: {_one_line(exc)}")
     return Check("database", True, where)
@@ -48,8 +51,9 @@ def check_broker(timeout: float = 2.0) -> Check:
     app = current_app
     try:
         with app.connection_for_read(connect_timeout=timeout) as conn:
-            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2,
-                                   timeout=timeout)
+            conn.ensure_connection(
+                max_retries=1, interval_start=0, interval_step=0.2, timeout=timeout
+            )
             where = conn.as_uri()  # the password masked
     except BROKER_ERRORS as exc:
         return Check("broker", False, f"unreachable ({_masked_broker()}): {_one_line(exc)}")
@@ -69,8 +73,11 @@ def check_result_backend() -> Check:
     except (DatabaseError, *BROKER_ERRORS) as exc:
         return Check("result backend", False, f"not writable: {_one_line(exc)}")
     if not stored:
-        return Check("result backend", False,
-                     f"{type(backend).__name__} accepted a result but it was not stored")
+        return Check(
+            "result backend",
+            False,
+            f"{type(backend).__name__} accepted a result but it was not stored",
+        )
     return Check("result backend", True, f"{type(backend).__name__} writable")
 
 
@@ -82,16 +89,22 @@ def check_workers(timeout: float = 2.0) -> Check:
         return Check("workers", False, f"cannot ask (broker unreachable: {_one_line(exc)})")
     queues = {name: sorted(q["name"] for q in consumed) for name, consumed in replies.items()}
     if not queues:
-        return Check("workers", False,
-                     f"no worker answered within {timeout:g}s: queued tasks stay PENDING",
-                     {"workers": {}})
+        return Check(
+            "workers",
+            False,
+            f"no worker answered within {timeout:g}s: queued tasks stay PENDING",
+            {"workers": {}},
+        )
     served = {q for names in queues.values() for q in names}
     missing = [q for q in declared_queues() if q not in served]
     listing = "; ".join(f"{name} [{', '.join(names)}]" for name, names in sorted(queues.items()))
     if missing:
-        return Check("workers", False,
-                     f"no worker consumes {', '.join(missing)} (tasks there stay PENDING); "
-                     f"{listing}", {"workers": queues})
+        return Check(
+            "workers",
+            False,
+            f"no worker consumes {', '.join(missing)} (tasks there stay PENDING); {listing}",
+            {"workers": queues},
+        )
     return Check("workers", True, f"{len(queues)} answering: {listing}", {"workers": queues})
 
 
@@ -116,8 +129,11 @@ def check_beat_schedule() -> Check:
     missing = [name for name in PERIODIC_TASKS if name not in rows]
     disabled = [name for name, row in rows.items() if not row.enabled]
     if missing:
-        return Check("beat schedule", False,
-                     f"missing: {', '.join(missing)} (run `manage.py migrate` to register them)")
+        return Check(
+            "beat schedule",
+            False,
+            f"missing: {', '.join(missing)} (run `manage.py migrate` to register them)",
+        )
     if disabled:
         return Check("beat schedule", False, f"disabled in the admin: {', '.join(disabled)}")
     last = max((row.last_run_at for row in rows.values() if row.last_run_at), default=None)

@@ -593,20 +593,36 @@ def conversion_reap_stale(*, now=None) -> ReapSummary:
     for conversion in stale:
         task_id = str(conversion.task_id)
         same_run = Conversion.objects.filter(
-            pk=conversion.pk, state=Conversion.State.PROGRESS, claim=conversion.claim,
+            pk=conversion.pk,
+            state=Conversion.State.PROGRESS,
+            claim=conversion.claim,
             heartbeat_at=conversion.heartbeat_at,
         )
         silent = "its worker stopped answering"
         if conversion.cancel_requested:
             if same_run.update(state=Conversion.State.CANCELLED, finished_at=now):
-                _record_backend_state(task_id, Conversion.State.CANCELLED,
-                                      _stage_meta(conversion.stage, conversion.progress))
+                _record_backend_state(
+                    task_id,
+                    Conversion.State.CANCELLED,
+                    _stage_meta(conversion.stage, conversion.progress),
+                )
                 cancelled.append(task_id)
         elif conversion.attempts < _setting("MAX_ATTEMPTS"):
-            if same_run.update(state=Conversion.State.PENDING, claim=None, worker="",
-                               stage=Stage.QUEUED, progress=0, heartbeat_at=None):
-                logger.warning("Conversion %s: %s; re-queued (attempt %s of %s done)",
-                               task_id, silent, conversion.attempts, _setting("MAX_ATTEMPTS"))
+            if same_run.update(
+                state=Conversion.State.PENDING,
+                claim=None,
+                worker="",
+                stage=Stage.QUEUED,
+                progress=0,
+                heartbeat_at=None,
+            ):
+                logger.warning(
+                    "Conversion %s: %s; re-queued (attempt %s of %s done)",
+                    task_id,
+                    silent,
+                    conversion.attempts,
+                    _setting("MAX_ATTEMPTS"),
+                )
                 _record_backend_state(task_id, "PENDING", _stage_meta(Stage.QUEUED, 0))
                 try:
                     # At once when called outside a transaction, as the periodic task does.
@@ -621,9 +637,11 @@ def conversion_reap_stale(*, now=None) -> ReapSummary:
                 "Check the worker logs and the file, then retry."
             )
             if same_run.update(state=Conversion.State.FAILURE, error=message, finished_at=now):
-                _record_backend_state(task_id, Conversion.State.FAILURE,
-                                      _stage_meta(conversion.stage, conversion.progress,
-                                                  error=message))
+                _record_backend_state(
+                    task_id,
+                    Conversion.State.FAILURE,
+                    _stage_meta(conversion.stage, conversion.progress, error=message),
+                )
                 failed.append(task_id)
     return ReapSummary(requeued=requeued, failed=failed, cancelled=cancelled)
 
@@ -660,9 +678,12 @@ def orphan_files_remove(*, min_age_seconds: float | None = None, now=None) -> Or
         if item_id and directory.is_dir():
             item_dirs[item_id] = directory
     existing = set(Item.objects.filter(pk__in=item_dirs).values_list("pk", flat=True))
-    converting = set(Conversion.objects.filter(
-        item_id__in=existing, state__in=Conversion.ACTIVE_STATES,
-    ).values_list("item_id", flat=True))
+    converting = set(
+        Conversion.objects.filter(
+            item_id__in=existing,
+            state__in=Conversion.ACTIVE_STATES,
+        ).values_list("item_id", flat=True)
+    )
 
     removed_dirs = []
     for item_id, directory in item_dirs.items():
@@ -670,19 +691,22 @@ def orphan_files_remove(*, min_age_seconds: float | None = None, now=None) -> Or
             shutil.rmtree(directory, ignore_errors=True)
             removed_dirs.append(str(directory.relative_to(root)))
     removed_partials = []
-    for partial in root.rglob(".*.partial*"):
-        item_id = _uuid_or_none(partial.parent.name)
-        if item_id in converting or not partial.is_file():
+    for leftover in root.rglob(".*.partial*"):
+        item_id = _uuid_or_none(leftover.parent.name)
+        if item_id in converting or not leftover.is_file():
             continue
         try:
-            if partial.stat().st_mtime < cutoff:
-                partial.unlink()
-                removed_partials.append(str(partial.relative_to(root)))
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+                removed_partials.append(str(leftover.relative_to(root)))
         except FileNotFoundError:
             continue
     if removed_dirs or removed_partials:
-        logger.info("Removed %s orphaned item directories and %s partial files",
-                    len(removed_dirs), len(removed_partials))
+        logger.info(
+            "Removed %s orphaned item directories and %s partial files",
+            len(removed_dirs),
+            len(removed_partials),
+        )
     return OrphanSummary(partial_files=sorted(removed_partials), item_dirs=sorted(removed_dirs))
 
 
@@ -710,15 +734,18 @@ class PeriodicTaskSpec:
 # Beat's schedule (django-celery-beat): registered by `migrate`, then edited in the admin.
 PERIODIC_TASKS = {
     "Clean up expired task results": PeriodicTaskSpec(
-        task="celery.backend_cleanup", crontab="0 4 * * *",
+        task="celery.backend_cleanup",
+        crontab="0 4 * * *",
         description="Deletes task results older than CELERY_RESULT_EXPIRES.",
     ),
     "Reap stale conversions": PeriodicTaskSpec(
-        task="geoconvert.tasks.reap_stale_conversions", every_seconds=60,
+        task="geoconvert.tasks.reap_stale_conversions",
+        every_seconds=60,
         description="Re-queues or fails conversions whose worker stopped sending heartbeats.",
     ),
     "Remove orphaned files": PeriodicTaskSpec(
-        task="geoconvert.tasks.remove_orphaned_files", every_seconds=3600,
+        task="geoconvert.tasks.remove_orphaned_files",
+        every_seconds=3600,
         description="Deletes leftover .partial files and directories of deleted items.",
     ),
 }
@@ -739,16 +766,27 @@ def periodic_tasks_register() -> list[str]:
         schedule = {}
         if spec.every_seconds:
             schedule["interval"], _ = IntervalSchedule.objects.get_or_create(
-                every=spec.every_seconds, period=IntervalSchedule.SECONDS)
+                every=spec.every_seconds, period=IntervalSchedule.SECONDS
+            )
         else:
             minute, hour, day_of_month, month_of_year, day_of_week = spec.crontab.split()
             schedule["crontab"], _ = CrontabSchedule.objects.get_or_create(
-                minute=minute, hour=hour, day_of_month=day_of_month,
-                month_of_year=month_of_year, day_of_week=day_of_week, timezone="UTC")
+                minute=minute,
+                hour=hour,
+                day_of_month=day_of_month,
+                month_of_year=month_of_year,
+                day_of_week=day_of_week,
+                timezone="UTC",
+            )
         # A run that could not start before the next one is due is dropped, not piled up.
         expires = spec.every_seconds or 12 * 3600
-        PeriodicTask.objects.create(name=name, task=spec.task, queue="default",
-                                    expire_seconds=expires, description=spec.description,
-                                    **schedule)
+        PeriodicTask.objects.create(
+            name=name,
+            task=spec.task,
+            queue="default",
+            expire_seconds=expires,
+            description=spec.description,
+            **schedule,
+        )
         created.append(name)
     return created

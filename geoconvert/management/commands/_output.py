@@ -15,8 +15,9 @@ def duration(text: str) -> timedelta:
     """`90s`, `30m`, `24h`, `7d`, `2w` (a bare number is seconds)."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text or "")
     if not match:
-        raise CommandError(f"Not a duration: {text!r} (use e.g. 30m, 24h, 7d).",
-                           returncode=EXIT_USAGE)
+        raise CommandError(
+            f"Not a duration: {text!r} (use e.g. 30m, 24h, 7d).", returncode=EXIT_USAGE
+        )
     return timedelta(seconds=float(match[1]) * _UNITS[match[2] or "s"])
 
 
@@ -36,8 +37,7 @@ def table(headers: list[str], rows: list[list]) -> str:
     cells = [[" ".join(str(c if c is not None else "-").split()) for c in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-              for r in cells]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     return "\n".join(lines)
 
 

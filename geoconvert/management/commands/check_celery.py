@@ -15,10 +15,15 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--timeout", type=float, default=2.0,
-                            help="seconds to wait for the broker and the workers (default 2)")
-        parser.add_argument("--json", action="store_true", dest="as_json",
-                            help="print JSON instead of lines")
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=2.0,
+            help="seconds to wait for the broker and the workers (default 2)",
+        )
+        parser.add_argument(
+            "--json", action="store_true", dest="as_json", help="print JSON instead of lines"
+        )
 
     def handle(self, *args, timeout, as_json, **options):
         checks = [health.check_database(migrations=True), health.check_broker(timeout)]
@@ -31,12 +36,18 @@ class Command(BaseCommand):
         checks.append(health.check_beat_schedule())
 
         if as_json:
-            self.stdout.write(json.dumps(
-                {"ok": all(c.ok for c in checks),
-                 "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail, **c.data}
-                            for c in checks]},
-                indent=2,
-            ))
+            self.stdout.write(
+                json.dumps(
+                    {
+                        "ok": all(c.ok for c in checks),
+                        "checks": [
+                            {"name": c.name, "ok": c.ok, "detail": c.detail, **c.data}
+                            for c in checks
+                        ],
+                    },
+                    indent=2,
+                )
+            )
         else:
             width = max(len(c.name) for c in checks)
             for check in checks:
@@ -44,5 +55,6 @@ class Command(BaseCommand):
                 self.stdout.write(f"{status}  {check.name.ljust(width)}  {check.detail}")
         failed = [c.name for c in checks if not c.ok]
         if failed:
-            raise CommandError(f"{len(failed)} check(s) failed: {', '.join(failed)}.",
-                               returncode=EXIT_FAILED)
+            raise CommandError(
+                f"{len(failed)} check(s) failed: {', '.join(failed)}.", returncode=EXIT_FAILED
+            )

@@ -25,14 +25,31 @@ class Command(BaseCommand):
         parser.add_argument("dst", help="where to write the COG (replaced if it exists)")
         parser.add_argument("--target-crs", help="reproject to this CRS, e.g. EPSG:3857")
         parser.add_argument("--crs", help="CRS of a raster without georeferencing (with --bounds)")
-        parser.add_argument("--bounds", nargs=4, type=float, metavar=("W", "S", "E", "N"),
-                            help="bounds of a raster without georeferencing, in --crs")
-        parser.add_argument("--json", action="store_true", dest="as_json",
-                            help="print the result's metadata as JSON")
-        parser.add_argument("--progress", action="store_true", default=None,
-                            help="draw the progress bar even when stderr is not a terminal")
-        parser.add_argument("--no-progress", action="store_false", dest="progress",
-                            help="never draw the progress bar")
+        parser.add_argument(
+            "--bounds",
+            nargs=4,
+            type=float,
+            metavar=("W", "S", "E", "N"),
+            help="bounds of a raster without georeferencing, in --crs",
+        )
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            dest="as_json",
+            help="print the result's metadata as JSON",
+        )
+        parser.add_argument(
+            "--progress",
+            action="store_true",
+            default=None,
+            help="draw the progress bar even when stderr is not a terminal",
+        )
+        parser.add_argument(
+            "--no-progress",
+            action="store_false",
+            dest="progress",
+            help="never draw the progress bar",
+        )
 
     def handle(self, *args, src, dst, target_crs, crs, bounds, as_json, progress, **options):
         src_path, dst_path = Path(src), Path(dst)
@@ -49,8 +66,12 @@ class Command(BaseCommand):
         started = time.monotonic()
         try:
             info = raster.convert(
-                src_path, dst_path, target_crs=target_crs, georef=georef,
-                options=cog_options(), limits=raster_limits(),
+                src_path,
+                dst_path,
+                target_crs=target_crs,
+                georef=georef,
+                options=cog_options(),
+                limits=raster_limits(),
                 progress=(lambda step: bar.show(STEP_STAGES[step])) if bar else None,
             )
         except raster.RasterError as exc:
@@ -60,16 +81,18 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             if bar:
                 bar.end()
-            raise CommandError("Interrupted; nothing was written.",
-                               returncode=INTERRUPTED) from None
+            raise CommandError(
+                "Interrupted; nothing was written.", returncode=INTERRUPTED
+            ) from None
         seconds = time.monotonic() - started
         if bar:
             bar.show(Stage.COMPLETE)
             bar.end()
 
         if as_json:
-            self.stdout.write(json.dumps({**info.as_dict(), "seconds": round(seconds, 3)},
-                                         indent=2))
+            self.stdout.write(
+                json.dumps({**info.as_dict(), "seconds": round(seconds, 3)}, indent=2)
+            )
             return
         self.stdout.write(
             f"Wrote {dst_path} in {seconds:.2f}s: {info.width}x{info.height} px, "

@@ -19,36 +19,52 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--since", default="24h",
-                            help="only conversions created within this long (default 24h; "
-                                 "e.g. 30m, 7d; 0 for all)")
+        parser.add_argument(
+            "--since",
+            default="24h",
+            help="only conversions created within this long (default 24h; e.g. 30m, 7d; 0 for all)",
+        )
         parser.add_argument("--item", metavar="ID", help="only conversions of this item")
         parser.add_argument("--task", metavar="ID", help="only this conversion (task id)")
-        parser.add_argument("--include-cancelled", action="store_true",
-                            help="retry cancelled conversions too")
+        parser.add_argument(
+            "--include-cancelled", action="store_true", help="retry cancelled conversions too"
+        )
         parser.add_argument("--limit", type=int, help="retry at most this many, oldest first")
-        parser.add_argument("--dry-run", action="store_true",
-                            help="show what would be retried; change nothing")
-        parser.add_argument("--json", action="store_true", dest="as_json",
-                            help="print JSON instead of a table")
+        parser.add_argument(
+            "--dry-run", action="store_true", help="show what would be retried; change nothing"
+        )
+        parser.add_argument(
+            "--json", action="store_true", dest="as_json", help="print JSON instead of a table"
+        )
 
-    def handle(self, *args, since, item, task, include_cancelled, limit, dry_run, as_json,
-               **options):
+    def handle(
+        self, *args, since, item, task, include_cancelled, limit, dry_run, as_json, **options
+    ):
         for name, value in (("--item", item), ("--task", task)):
             if value is not None and as_uuid(value) is None:
                 raise CommandError(f"{name} must be a UUID, not {value!r}.", returncode=EXIT_USAGE)
         if limit is not None and limit < 1:
             raise CommandError("--limit must be at least 1.", returncode=EXIT_USAGE)
         window = duration(since)
-        candidates = list(conversion_retry_candidates(
-            since=timezone.now() - window if window.total_seconds() else None,
-            item_id=item, task_id=task, include_cancelled=include_cancelled, limit=limit,
-        ))
+        candidates = list(
+            conversion_retry_candidates(
+                since=timezone.now() - window if window.total_seconds() else None,
+                item_id=item,
+                task_id=task,
+                include_cancelled=include_cancelled,
+                limit=limit,
+            )
+        )
         results = []
         for conversion in candidates:
-            outcome = {"task_id": str(conversion.task_id), "item_id": str(conversion.item_id),
-                       "item": conversion.item.name, "state": conversion.state,
-                       "error": conversion.error or None, "new_task_id": None}
+            outcome = {
+                "task_id": str(conversion.task_id),
+                "item_id": str(conversion.item_id),
+                "item": conversion.item.name,
+                "state": conversion.state,
+                "error": conversion.error or None,
+                "new_task_id": None,
+            }
             if dry_run:
                 outcome["action"] = "would retry"
             else:
@@ -72,17 +88,28 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps({"summary": summary, "conversions": results}, indent=2))
         else:
             if results:
-                self.stdout.write(table(
-                    ["TASK", "STATE", "ITEM", "ACTION", "NEW TASK / REASON", "ERROR"],
-                    [[r["task_id"], r["state"], shorten(r["item"], 30), r["action"],
-                      r.get("reason") or r["new_task_id"] or "", shorten(r["error"] or "", 40)]
-                     for r in results],
-                ))
+                self.stdout.write(
+                    table(
+                        ["TASK", "STATE", "ITEM", "ACTION", "NEW TASK / REASON", "ERROR"],
+                        [
+                            [
+                                r["task_id"],
+                                r["state"],
+                                shorten(r["item"], 30),
+                                r["action"],
+                                r.get("reason") or r["new_task_id"] or "",
+                                shorten(r["error"] or "", 40),
+                            ]
+                            for r in results
+                        ],
+                    )
+                )
             done = summary["would_retry"] if dry_run else summary["retried"]
             self.stdout.write(
                 f"{len(results)} conversion(s) selected, {done} {verb}, {len(refused)} refused"
                 + (" (dry run: nothing changed)." if dry_run else ".")
             )
         if refused:
-            raise CommandError(f"{len(refused)} conversion(s) could not be retried.",
-                               returncode=EXIT_FAILED)
+            raise CommandError(
+                f"{len(refused)} conversion(s) could not be retried.", returncode=EXIT_FAILED
+            )

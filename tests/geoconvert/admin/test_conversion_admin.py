@@ -75,19 +75,25 @@ def test_filters_by_state_and_date(staff_client, make_conversion):
     assert "broken.tif" in failed and "running.tif" not in failed
 
     today = timezone.now()
-    dated = staff_client.get(CHANGELIST, {
-        "created_at__year": today.year, "created_at__month": today.month,
-        "created_at__day": today.day,
-    }).content.decode()
-    assert "broken.tif" in dated and "running.tif" in dated
-    assert "0 conversions" in staff_client.get(
-        CHANGELIST, {"created_at__year": today.year - 1}
+    dated = staff_client.get(
+        CHANGELIST,
+        {
+            "created_at__year": today.year,
+            "created_at__month": today.month,
+            "created_at__day": today.day,
+        },
     ).content.decode()
+    assert "broken.tif" in dated and "running.tif" in dated
+    assert (
+        "0 conversions"
+        in staff_client.get(CHANGELIST, {"created_at__year": today.year - 1}).content.decode()
+    )
 
 
 def test_detail_page_shows_error_traceback_and_links(staff_client, make_conversion):
     conversion = make_conversion(
-        "FAILURE", error="The file is not a raster GDAL can read.",
+        "FAILURE",
+        error="The file is not a raster GDAL can read.",
         traceback="Traceback (most recent call last):\n  boom",
     )
     row = TaskResult.objects.get(task_id=str(conversion.task_id))
@@ -101,9 +107,12 @@ def test_detail_page_shows_error_traceback_and_links(staff_client, make_conversi
     assert row_url in page
     # The linked rows open.
     assert staff_client.get(row_url).status_code == 200
-    assert staff_client.get(
-        reverse("admin:tagger_treeitem_change", args=[conversion.item_id])
-    ).status_code == 200
+    assert (
+        staff_client.get(
+            reverse("admin:tagger_treeitem_change", args=[conversion.item_id])
+        ).status_code
+        == 200
+    )
 
 
 def test_detail_page_without_a_task_result_row(staff_client, make_conversion):
@@ -122,8 +131,11 @@ def test_cancel_action_reports_counts_and_why_not(staff_client, make_conversion)
     notes = _act(staff_client, "cancel_selected", [queued, running, done])
 
     assert ("success", "2 conversion(s) cancelled.") in notes
-    assert ("warning", f"1 not cancelled: {done.task_id}: Task already finished with state "
-            "SUCCESS; it cannot be cancelled.") in notes
+    assert (
+        "warning",
+        f"1 not cancelled: {done.task_id}: Task already finished with state "
+        "SUCCESS; it cannot be cancelled.",
+    ) in notes
     queued.refresh_from_db(), running.refresh_from_db(), done.refresh_from_db()
     assert queued.state == "CANCELLED" and queued.cancel_requested
     # A running conversion is asked to stop; its worker ends it.
@@ -143,8 +155,11 @@ def test_retry_action_starts_new_attempts_of_failed_and_cancelled_only(
         notes = _act(staff_client, "retry_selected", [failed, cancelled, running])
 
     assert ("success", "2 conversion(s) retried.") in notes
-    assert ("warning", f"1 not retried: {running.task_id}: Only failed or cancelled "
-            "conversions can be retried; this one is PROGRESS.") in notes
+    assert (
+        "warning",
+        f"1 not retried: {running.task_id}: Only failed or cancelled "
+        "conversions can be retried; this one is PROGRESS.",
+    ) in notes
     assert len(dispatches) == 2
     retries = Conversion.objects.filter(retry_of__in=[failed, cancelled])
     assert sorted(r.retry_of_id for r in retries) == sorted([failed.pk, cancelled.pk])
@@ -158,8 +173,10 @@ def test_retry_refused_while_the_item_has_an_active_conversion(staff_client, mak
     notes = _act(staff_client, "retry_selected", [failed])
 
     assert ("info", "0 conversion(s) retried.") in notes
-    assert ("warning", f"1 not retried: {failed.task_id}: A conversion of this item is "
-            "already queued or running.") in notes
+    assert (
+        "warning",
+        f"1 not retried: {failed.task_id}: A conversion of this item is already queued or running.",
+    ) in notes
     assert Conversion.objects.filter(item=failed.item).count() == 2
 
 
@@ -173,9 +190,12 @@ def test_conversions_cannot_be_added_or_edited(staff_client, make_conversion):
 
 def test_celery_results_and_beat_stay_in_the_admin(staff_client):
     index = staff_client.get("/admin/").content.decode()
-    for url in ("/admin/django_celery_results/taskresult/",
-                "/admin/django_celery_beat/periodictask/",
-                "/admin/geoconvert/conversion/", "/admin/tagger/treeitem/"):
+    for url in (
+        "/admin/django_celery_results/taskresult/",
+        "/admin/django_celery_beat/periodictask/",
+        "/admin/geoconvert/conversion/",
+        "/admin/tagger/treeitem/",
+    ):
         assert url in index
         assert staff_client.get(url).status_code == 200
 

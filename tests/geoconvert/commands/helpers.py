@@ -27,8 +27,16 @@ def run_process(*args, env: dict | None = None, timeout: float = 120):
 
     return subprocess.run(
         [sys.executable, "manage.py", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test",
-             "DATABASE_URL": _database_url(), "REDIS_URL": settings.CELERY_BROKER_URL,
-             "MEDIA_ROOT": str(settings.MEDIA_ROOT), **(env or {})},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "DATABASE_URL": _database_url(),
+            "REDIS_URL": settings.CELERY_BROKER_URL,
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            **(env or {}),
+        },
     )

@@ -19,9 +19,12 @@ def test_all_checks_pass_with_a_real_worker(worker):
     assert code == 0, out
     lines = out.splitlines()
     assert [line.split()[0] for line in lines] == ["OK"] * 5
-    by_name = {name: line for line in lines for name in
-               ("database", "broker", "result backend", "workers", "beat schedule")
-               if line[6:].startswith(name)}
+    by_name = {
+        name: line
+        for line in lines
+        for name in ("database", "broker", "result backend", "workers", "beat schedule")
+        if line[6:].startswith(name)
+    }
     assert len(by_name) == 5
     assert f"{worker.node_name} [default, geo_processing]" in by_name["workers"]
     assert "3 periodic tasks enabled" in by_name["beat schedule"]
@@ -54,8 +57,9 @@ def test_fails_when_a_periodic_task_is_disabled(worker):
 @pytest.mark.django_db(transaction=True)
 def test_fails_when_the_broker_is_unreachable():
     # Port 9 (discard) on localhost: nothing listens there.
-    result = run_process("check_celery", "--timeout", "1",
-                         env={"REDIS_URL": "redis://127.0.0.1:9/0"})
+    result = run_process(
+        "check_celery", "--timeout", "1", env={"REDIS_URL": "redis://127.0.0.1:9/0"}
+    )
 
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stdout.splitlines()

@@ -8,10 +8,19 @@ from tests.geoconvert.commands.helpers import run
 def test_table_of_queued_running_and_failed_with_counts(make_conversion, settings):
     now = timezone.now()
     queued = make_conversion("PENDING", name="queued.tif")
-    running = make_conversion("PROGRESS", name="running.tif", stage="Creating georeferenced file",
-                              progress=40, heartbeat_at=now)
-    silent = make_conversion("PROGRESS", name="silent.tif", progress=10,
-                             heartbeat_at=now - timezone.timedelta(minutes=10))
+    running = make_conversion(
+        "PROGRESS",
+        name="running.tif",
+        stage="Creating georeferenced file",
+        progress=40,
+        heartbeat_at=now,
+    )
+    silent = make_conversion(
+        "PROGRESS",
+        name="silent.tif",
+        progress=10,
+        heartbeat_at=now - timezone.timedelta(minutes=10),
+    )
     failed = make_conversion("FAILURE", name="bad.tif", error="The file is not a raster.")
     done = make_conversion("SUCCESS", name="done.tif")
 

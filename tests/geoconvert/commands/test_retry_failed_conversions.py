@@ -44,14 +44,16 @@ def test_dry_run_changes_nothing(make_conversion):
     assert code == 0
     assert f"{failed.task_id}" in out and "would retry" in out
     assert out.splitlines()[-1] == (
-        "1 conversion(s) selected, 1 would be retried, 0 refused (dry run: nothing changed).")
+        "1 conversion(s) selected, 1 would be retried, 0 refused (dry run: nothing changed)."
+    )
     assert Conversion.objects.count() == 1
 
 
 def test_selection_options(make_conversion):
     old = make_conversion("FAILURE", name="old.tif")
     Conversion.objects.filter(pk=old.pk).update(
-        created_at=timezone.now() - timezone.timedelta(days=3))
+        created_at=timezone.now() - timezone.timedelta(days=3)
+    )
     recent = make_conversion("FAILURE", name="recent.tif")
     cancelled = make_conversion("CANCELLED", name="cancelled.tif")
 
@@ -78,8 +80,13 @@ def test_refusals_give_the_reason_and_exit_1(make_conversion):
 
     assert code == 1
     data = json.loads(out)
-    assert data["summary"] == {"selected": 1, "retried": 0, "would_retry": 0, "refused": 1,
-                               "dry_run": False}
+    assert data["summary"] == {
+        "selected": 1,
+        "retried": 0,
+        "would_retry": 0,
+        "refused": 1,
+        "dry_run": False,
+    }
     assert data["conversions"][0]["reason"] == "File is already converted to geo raster"
     assert "1 conversion(s) could not be retried." in err
 

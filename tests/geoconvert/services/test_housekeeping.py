@@ -34,8 +34,16 @@ def running(user, settings):
         conversion, _ = conversion_start(item=item)
         beat = timezone.now() - timezone.timedelta(seconds=silent_for)
         Conversion.objects.filter(pk=conversion.pk).update(
-            state="PROGRESS", stage="Creating georeferenced file", progress=40, claim=uuid.uuid4(),
-            worker="gone@host", started_at=beat, heartbeat_at=beat, attempts=attempts, **fields)
+            state="PROGRESS",
+            stage="Creating georeferenced file",
+            progress=40,
+            claim=uuid.uuid4(),
+            worker="gone@host",
+            started_at=beat,
+            heartbeat_at=beat,
+            attempts=attempts,
+            **fields,
+        )
         return conversion
 
     make.stale_after = stale_after
@@ -59,15 +67,20 @@ def test_reaper_requeues_silent_conversions_with_attempts_left(
     assert len(dispatches) == 1  # the same task id, sent again once committed
     silent.refresh_from_db(), alive.refresh_from_db()
     assert (silent.state, silent.stage, silent.progress, silent.claim) == (
-        "PENDING", "Waiting in queue", 0, None)
+        "PENDING",
+        "Waiting in queue",
+        0,
+        None,
+    )
     assert silent.attempts == 1  # counted when a worker claims it again
     assert _backend_state(silent) == "PENDING"
     assert alive.state == "PROGRESS" and alive.claim is not None
 
 
 def test_reaper_fails_silent_conversions_out_of_attempts(running, settings):
-    silent = running(silent_for=running.stale_after + 5,
-                     attempts=settings.GEOCONVERT["MAX_ATTEMPTS"])
+    silent = running(
+        silent_for=running.stale_after + 5, attempts=settings.GEOCONVERT["MAX_ATTEMPTS"]
+    )
 
     summary = conversion_reap_stale()
 
@@ -133,17 +146,20 @@ def test_orphan_sweep(user, tmp_path, settings):
 
     assert summary.item_dirs == [str(orphan_dir.relative_to(tmp_path))]
     assert sorted(summary.partial_files) == sorted(
-        str(p.relative_to(tmp_path)) for p in (old_partial, old_overview))
+        str(p.relative_to(tmp_path)) for p in (old_partial, old_overview)
+    )
     assert not orphan_dir.exists() and not old_partial.exists() and not old_overview.exists()
     for path in (fresh_partial, busy_partial, uploading_dir, stranger, Path(kept.file.path)):
         assert path.exists(), path
 
 
 def test_expired_task_results_are_cleaned_up(db, settings):
-    old, recent = (TaskResult.objects.create(task_id=f"t-{n}", status="SUCCESS")
-                   for n in ("old", "recent"))
+    old, recent = (
+        TaskResult.objects.create(task_id=f"t-{n}", status="SUCCESS") for n in ("old", "recent")
+    )
     TaskResult.objects.filter(pk=old.pk).update(
-        date_done=timezone.now() - timezone.timedelta(seconds=settings.CELERY_RESULT_EXPIRES + 60))
+        date_done=timezone.now() - timezone.timedelta(seconds=settings.CELERY_RESULT_EXPIRES + 60)
+    )
 
     current_app.tasks["celery.backend_cleanup"].apply().get()
 

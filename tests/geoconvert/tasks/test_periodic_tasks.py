@@ -18,8 +18,14 @@ def test_reaper_runs_on_the_default_queue_and_fails_dead_conversions(user, setti
     long_ago = timezone.now() - timezone.timedelta(hours=1)
     # As a worker that died mid-run leaves it (created directly: nothing is dispatched).
     conversion = Conversion.objects.create(
-        item=item, owner=user, state="PROGRESS", claim=uuid.uuid4(), started_at=long_ago,
-        heartbeat_at=long_ago, attempts=settings.GEOCONVERT["MAX_ATTEMPTS"])
+        item=item,
+        owner=user,
+        state="PROGRESS",
+        claim=uuid.uuid4(),
+        started_at=long_ago,
+        heartbeat_at=long_ago,
+        attempts=settings.GEOCONVERT["MAX_ATTEMPTS"],
+    )
 
     result = reap_stale_conversions.apply_async()
     summary = result.get(timeout=60)

@@ -32,10 +32,20 @@ def tree(user, other_user):
     converted = item_create(owner=user, name="dem.tif", file=ContentFile(b"z" * 5))
     TreeItem.objects.filter(pk=converted.pk).update(object_type="geo_raster_file")
     GeoRaster.objects.create(
-        item=converted, file="items/x/geo_raster.tif", crs="EPSG:32633",
-        bounds=[500000, 4000000, 501000, 4001000], bounds_wgs84=[15.0, 36.1, 15.01, 36.11],
-        width=1000, height=1000, count=1, dtypes=["float32"], nodata=-9999,
-        resolution=[1.0, 1.0], overviews=[2, 4], compression="deflate", size_bytes=123456,
+        item=converted,
+        file="items/x/geo_raster.tif",
+        crs="EPSG:32633",
+        bounds=[500000, 4000000, 501000, 4001000],
+        bounds_wgs84=[15.0, 36.1, 15.01, 36.11],
+        width=1000,
+        height=1000,
+        count=1,
+        dtypes=["float32"],
+        nodata=-9999,
+        resolution=[1.0, 1.0],
+        overviews=[2, 4],
+        compression="deflate",
+        size_bytes=123456,
     )
     return {"folder": folder, "plain": plain, "failed": failed, "converted": converted}
 
@@ -46,19 +56,29 @@ def _names(response) -> set[str]:
 
 def test_list_columns(staff_client, tree, user):
     page = staff_client.get(CHANGELIST).content.decode()
-    for text in ("maps", "plain.tif", "failed.tif", "dem.tif", user.username, "Geo-raster file",
-                 "FAILURE"):
+    for text in (
+        "maps",
+        "plain.tif",
+        "failed.tif",
+        "dem.tif",
+        user.username,
+        "Geo-raster file",
+        "FAILURE",
+    ):
         assert text in page
 
 
 def test_filters_by_object_type_owner_and_conversion_state(staff_client, tree, other_user):
     assert _names(staff_client.get(CHANGELIST, {"object_type__exact": "folder"})) == {"maps"}
     assert _names(staff_client.get(CHANGELIST, {"owner__id__exact": other_user.pk})) == {
-        "failed.tif"}
-    assert _names(staff_client.get(CHANGELIST, {"conversion_state": "FAILURE"})) == {
-        "failed.tif"}
+        "failed.tif"
+    }
+    assert _names(staff_client.get(CHANGELIST, {"conversion_state": "FAILURE"})) == {"failed.tif"}
     assert _names(staff_client.get(CHANGELIST, {"conversion_state": "NONE"})) == {
-        "maps", "plain.tif", "dem.tif"}
+        "maps",
+        "plain.tif",
+        "dem.tif",
+    }
 
 
 def test_search_by_name(staff_client, tree):
@@ -71,8 +91,7 @@ def test_item_page_shows_geo_raster_metadata_read_only(staff_client, tree):
     page = response.content.decode()
     assert response.status_code == 200
     assert "Geo-raster metadata" in page
-    for text in ("EPSG:32633", "15.0, 36.1, 15.01, 36.11", "float32",
-                 "123456", "deflate"):
+    for text in ("EPSG:32633", "15.0, 36.1, 15.01, 36.11", "float32", "123456", "deflate"):
         assert text in page, text
     # Read-only: no form inputs for the metadata.
     assert 'name="geo_raster-0-crs"' not in page
