@@ -21,8 +21,14 @@ from tagger.models import TreeItem
 from tagger.services import item_create
 from tests import rasters
 
-# Committed data: the run's heartbeat thread has a database connection of its own.
-pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_heartbeat(settings):
+    """These tests run inside the test's transaction, which the heartbeat thread (a
+    connection of its own) could not see; and nothing is sent to the broker, since
+    on-commit callbacks never run here. Heartbeats are tested through the real worker."""
+    settings.GEOCONVERT = {**settings.GEOCONVERT, "HEARTBEAT_SECONDS": 3600}
 
 
 def _file_item(user, path: Path) -> TreeItem:
