@@ -1,7 +1,12 @@
 from django.urls import re_path
 from rest_framework.routers import DefaultRouter
 
-from geoconvert.api.views import ConvertItemView, ItemConversionStatusView, TaskViewSet
+from geoconvert.api.views import (
+    ConvertItemView,
+    HealthView,
+    ItemConversionStatusView,
+    TaskViewSet,
+)
 from tagger.api.auth import TokenView
 from tagger.api.views import TreeItemViewSet
 
@@ -23,6 +28,7 @@ router.register("tasks", TaskViewSet, basename="task")
 app_name = "api"
 urlpatterns = [
     re_path(r"^auth/token/?$", TokenView.as_view(), name="token"),
+    re_path(r"^health/?$", HealthView.as_view(), name="health"),
     re_path(
         r"^tree-items/(?P<item_id>[^/.]+)/convert-to-geo-raster/?$",
         ConvertItemView.as_view(),

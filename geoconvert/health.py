@@ -154,3 +154,25 @@ def _masked_broker() -> str:
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text[:300]
+
+
+def service_health(*, timeout: float = 1.0) -> dict:
+    """What `/api/v1/health` reports: nothing but states and a count (no hosts, no errors).
+
+    "ok": database, broker and at least one worker answer. "degraded": database and broker
+    answer but no worker does; requests are accepted and conversions queue until a worker
+    starts. "unavailable": the database or the broker does not answer.
+    """
+    database = check_database().ok
+    broker = check_broker(timeout).ok
+    workers = worker_count(timeout / 2) if broker else None
+    if not (database and broker):
+        status = "unavailable"
+    else:
+        status = "ok" if workers else "degraded"
+    return {
+        "status": status,
+        "database": "ok" if database else "unavailable",
+        "broker": "ok" if broker else "unavailable",
+        "workers": workers,
+    }

@@ -113,3 +113,12 @@ class CancelOutput(serializers.Serializer):
     task_id = serializers.UUIDField()
     status = serializers.CharField()
     message = serializers.CharField()
+
+
+class HealthOutput(serializers.Serializer):
+    """For the schema only: the view returns health.service_health() as it is."""
+
+    status = serializers.ChoiceField(choices=["ok", "degraded", "unavailable"])
+    database = serializers.ChoiceField(choices=["ok", "unavailable"])
+    broker = serializers.ChoiceField(choices=["ok", "unavailable"])
+    workers = serializers.IntegerField(allow_null=True, help_text="workers answering a ping")

@@ -1,14 +1,16 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from geoconvert import selectors, services
+from geoconvert import health, selectors, services
 from geoconvert.api.serializers import (
     CancelOutput,
     ConvertAcceptedOutput,
     ConvertInput,
+    HealthOutput,
     ItemConversionStatusOutput,
     TaskListFilterInput,
     TaskListOutput,
@@ -77,4 +79,19 @@ class TaskViewSet(viewsets.GenericViewSet):
             "status": "CANCELLED",
             "message": "Task cancellation requested",
         }
+        return Response(body)
+
+
+class HealthView(APIView):
+    """Liveness for load balancers and compose health checks; open to anyone."""
+
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
+
+    @extend_schema(responses={200: HealthOutput, 503: HealthOutput})
+    def get(self, request):
+        body = health.service_health()
+        if body["status"] == "unavailable":
+            body = {"code": "unavailable", "message": "The database or the broker is down.", **body}
+            return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         return Response(body)
