@@ -1,0 +1,210 @@
+"""The Docker files, checked without a Docker engine: the compose files parse and describe
+the stack the README promises (services, names, health checks, start order, volumes, the
+production guards), and the image runs as an unprivileged user."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from django.conf import settings
+
+DOCKER = Path(__file__).resolve().parents[2] / "docker"
+SERVICES = {"redis", "db", "backend", "celery-worker", "celery-beat", "flower"}
+NAMES = {
+    "redis": "tagger_redis",
+    "db": "tagger_db",
+    "backend": "tagger_backend",
+    "celery-worker": "tagger_celery_worker",
+    "celery-beat": "tagger_celery_beat",
+    "flower": "tagger_flower",
+}
+
+
+class ComposeLoader(yaml.SafeLoader):
+    """PyYAML plus Compose's `!reset` and `!override` merge tags."""
+
+
+ComposeLoader.add_constructor("!reset", lambda loader, node: ("!reset", None))
+ComposeLoader.add_multi_constructor(
+    "!override", lambda loader, suffix, node: loader.construct_object(node)
+)
+
+
+def load(name: str) -> dict:
+    return yaml.load((DOCKER / name).read_text(), Loader=ComposeLoader)  # noqa: S506
+
+
+@pytest.fixture(scope="module")
+def base() -> dict:
+    return load("docker-compose.yml")
+
+
+@pytest.fixture(scope="module")
+def prod() -> dict:
+    return load("docker-compose.prod.yml")
+
+
+def _command(service: dict) -> str:
+    command = service.get("command", "")
+    return " ".join(command) if isinstance(command, list) else command
+
+
+def _health(service: dict) -> str:
+    test = service["healthcheck"]["test"]
+    return " ".join(test) if isinstance(test, list) else test
+
+
+def test_services_and_container_names(base):
+    assert set(base["services"]) == SERVICES
+    for name, container in NAMES.items():
+        assert base["services"][name]["container_name"] == container
+
+
+def test_every_service_has_a_health_check(base):
+    services = base["services"]
+    for name in SERVICES:
+        check = services[name]["healthcheck"]
+        assert check["test"] and check["interval"], name
+    assert "redis-cli ping" in _health(services["redis"])
+    assert "pg_isready" in _health(services["db"])
+    assert "healthcheck.py backend" in _health(services["backend"])
+    assert "inspect ping" in _health(services["celery-worker"])
+    assert "healthcheck.py flower" in _health(services["flower"])
+
+
+def test_the_backend_health_check_asks_the_health_endpoint():
+    sys.path.insert(0, str(DOCKER))
+    try:
+        import healthcheck
+    finally:
+        sys.path.remove(str(DOCKER))
+    assert healthcheck.url_for("backend") == "http://localhost:8000/api/v1/health"
+    os.environ["FLOWER_URL_PREFIX"] = "/flower"
+    try:
+        assert healthcheck.url_for("flower") == "http://localhost:5555/flower/healthcheck"
+    finally:
+        del os.environ["FLOWER_URL_PREFIX"]
+    assert healthcheck.url_for("flower") == "http://localhost:5555/healthcheck"
+
+
+def test_start_order_waits_for_health(base):
+    services = base["services"]
+
+    def conditions(name):
+        return {dep: spec["condition"] for dep, spec in services[name]["depends_on"].items()}
+
+    assert conditions("backend") == {"db": "service_healthy", "redis": "service_healthy"}
+    assert conditions("celery-worker") == {
+        "backend": "service_healthy",
+        "db": "service_healthy",
+        "redis": "service_healthy",
+    }
+    assert conditions("celery-beat") == {"backend": "service_healthy", "redis": "service_healthy"}
+    assert conditions("flower")["redis"] == "service_healthy"
+    # Only the backend migrates; the others start once it is healthy.
+    assert services["backend"]["environment"]["DJANGO_MIGRATE"] == "1"
+    assert "DJANGO_MIGRATE" not in services["celery-worker"]["environment"]
+
+
+def test_processes_run_the_expected_commands(base):
+    services = base["services"]
+    worker = _command(services["celery-worker"])
+    queues = re.search(r"-Q (\S+)", worker)[1].split(",")
+    assert sorted(queues) == sorted(q.name for q in settings.CELERY_TASK_QUEUES)
+    assert "--scheduler geoconvert.beat:DatabaseScheduler" in _command(services["celery-beat"])
+    assert "flower --port=5555" in _command(services["flower"])
+    image = (DOCKER / "Dockerfile").read_text()
+    assert '"gunicorn", "config.wsgi:application"' in image
+
+
+def test_app_services_share_one_image_and_the_media_volume(base):
+    app = [base["services"][name] for name in SERVICES - {"redis", "db"}]
+    assert {s["image"] for s in app} == {"tagger:latest"}
+    assert {s["build"]["dockerfile"] for s in app} == {"docker/Dockerfile"}
+    for name in ("backend", "celery-worker"):
+        assert "media:/data/media" in base["services"][name]["volumes"]
+    assert "postgres-data:/var/lib/postgresql/data" in base["services"]["db"]["volumes"]
+    assert set(base["volumes"]) == {"media", "postgres-data"}
+    environment = base["services"]["celery-worker"]["environment"]
+    assert environment["REDIS_URL"] == "redis://redis:6379/0"
+    assert (
+        environment["DATABASE_URL"].startswith("postgres://")
+        and "@db:5432/" in (environment["DATABASE_URL"])
+    )
+
+
+def test_prod_overlay_persists_redis_and_restarts_everything(prod):
+    services = prod["services"]
+    redis = services["redis"]
+    assert "--appendonly yes" in _command(redis)
+    assert "redis-data:/data" in redis["volumes"]
+    assert "redis-data" in prod["volumes"]
+    for name in (*SERVICES, "proxy"):
+        assert services[name]["restart"] == "unless-stopped", name
+
+
+def test_prod_workers_scale(prod):
+    # A fixed container name would stop `--scale celery-worker=N`.
+    assert prod["services"]["celery-worker"]["container_name"] == ("!reset", None)
+
+
+def test_prod_flower_needs_auth_and_sits_behind_the_proxy(prod):
+    flower = prod["services"]["flower"]
+    assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
+    assert flower["environment"]["FLOWER_URL_PREFIX"] == "/flower"
+    assert flower["ports"] == ("!reset", None)
+    assert prod["services"]["backend"]["ports"] == ("!reset", None)
+    for secret in ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS"):
+        assert prod["services"]["backend"]["environment"][secret].startswith(f"${{{secret}:?")
+
+    proxy = prod["services"]["proxy"]
+    assert "./nginx.conf:/etc/nginx/conf.d/default.conf:ro" in proxy["volumes"]
+    assert proxy["depends_on"]["flower"]["condition"] == "service_healthy"
+    nginx = (DOCKER / "nginx.conf").read_text()
+    assert re.search(r"location /flower/ \{\s+[^}]*proxy_pass http://tagger_flower;", nginx)
+    assert "server flower:5555;" in nginx and "server backend:8000;" in nginx
+
+
+def test_dockerfile_runs_as_an_unprivileged_user():
+    lines = [line.strip() for line in (DOCKER / "Dockerfile").read_text().splitlines()]
+    assert lines[[i for i, line in enumerate(lines) if line.startswith("FROM ")][0]] == (
+        "FROM python:3.11-slim"
+    )
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
+    assert any(line.startswith("ENTRYPOINT") and "entrypoint.sh" in line for line in lines)
+    assert os.access(DOCKER / "entrypoint.sh", os.X_OK)
+    # No apt-installed GDAL: the rasterio wheels bring their own.
+    assert "apt-get" not in (DOCKER / "Dockerfile").read_text()
+
+
+def _wait(env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(DOCKER / "wait_for_services.py")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": os.environ["PATH"], "WAIT_FOR_SERVICES_TIMEOUT": "0", **env},
+    )
+
+
+def test_entrypoint_waits_for_database_and_redis():
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        up = _wait(
+            {
+                "DATABASE_URL": f"postgres://u:p@127.0.0.1:{port}/tagger",
+                "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+            }
+        )
+    assert up.returncode == 0, up.stderr
+    down = _wait({"DATABASE_URL": "postgres://u:p@127.0.0.1:9/tagger"})
+    assert down.returncode == 1
+    assert "DATABASE_URL: 127.0.0.1:9 does not answer" in down.stderr
