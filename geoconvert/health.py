@@ -165,7 +165,7 @@ def service_health(*, timeout: float = 1.0) -> dict:
     """
     database = check_database().ok
     broker = check_broker(timeout).ok
-    workers = worker_count(timeout / 2) if broker else None
+    workers = worker_count(timeout) if broker else None
     if not (database and broker):
         status = "unavailable"
     else:
