@@ -13,6 +13,7 @@ from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
 
+import geoconvert.tasks  # noqa: F401  (registers the tasks, as the worker's autodiscovery does)
 from geoconvert.models import Conversion
 from geoconvert.services import (
     PERIODIC_TASKS,
