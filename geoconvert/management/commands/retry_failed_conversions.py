@@ -21,8 +21,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument(
             "--since",
-            default="24h",
-            help="only conversions created within this long (default 24h; e.g. 30m, 7d; 0 for all)",
+            help="only conversions created within this long (e.g. 30m, 7d; 0 for all); "
+            "default 24h, or all with --item or --task",
         )
         parser.add_argument("--item", metavar="ID", help="only conversions of this item")
         parser.add_argument("--task", metavar="ID", help="only this conversion (task id)")
@@ -45,7 +45,7 @@ class Command(BaseCommand):
                 raise CommandError(f"{name} must be a UUID, not {value!r}.", returncode=EXIT_USAGE)
         if limit is not None and limit < 1:
             raise CommandError("--limit must be at least 1.", returncode=EXIT_USAGE)
-        window = duration(since)
+        window = duration(since or ("0" if item or task else "24h"))
         candidates = list(
             conversion_retry_candidates(
                 since=timezone.now() - window if window.total_seconds() else None,

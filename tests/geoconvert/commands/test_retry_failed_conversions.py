@@ -67,7 +67,10 @@ def test_selection_options(make_conversion):
     assert selected("--since", "0") == {str(old.task_id), str(recent.task_id)}
     assert selected("--include-cancelled") == {str(recent.task_id), str(cancelled.task_id)}
     assert selected("--item", str(recent.item_id)) == {str(recent.task_id)}
-    assert selected("--task", str(old.task_id), "--since", "0") == {str(old.task_id)}
+    # Naming a conversion or an item needs no --since.
+    assert selected("--task", str(old.task_id)) == {str(old.task_id)}
+    assert selected("--item", str(old.item_id)) == {str(old.task_id)}
+    assert selected("--task", str(old.task_id), "--since", "1h") == set()
     assert selected("--since", "0", "--limit", "1") == {str(old.task_id)}  # oldest first
 
 
