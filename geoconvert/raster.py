@@ -92,6 +92,9 @@ ALLOWED_DRIVERS: tuple[str, ...] = (
 )
 ALLOWED_FORMATS_TEXT = "GeoTIFF/TIFF, JPEG 2000, PNG, JPEG, GIF, BMP, WebP"
 
+# The largest temporary overview file the COG driver may write uncompressed (it is faster).
+UNCOMPRESSED_OVERVIEWS_MAX_BYTES = 2 * 1024**3
+
 # How often should_cancel() (which may query a database) is asked while GDAL is busy.
 CANCEL_POLL_SECONDS = 1.0
 
@@ -276,7 +279,8 @@ def convert(
                     creation_options = _creation_options(plan, options)
                     watch.check()
                     report(Step.WRITE)
-                    _write_cog(plan.dataset, partial, creation_options, watch)
+                    with rasterio.Env(**_temporary_file_config(plan, dataset.dtypes)):
+                        _write_cog(plan.dataset, partial, creation_options, watch)
             watch.check(force=True)
             info = describe(partial)
         os.replace(partial, dst_path)
@@ -338,6 +342,20 @@ def _write_cog(
     watch.raise_swallowed()
     if watch.cancelled:  # GDAL may have finished reading just as the flag went up
         raise ConversionCancelled("The conversion was cancelled.")
+
+
+def _temporary_file_config(plan: _Plan, dtypes: tuple[str, ...]) -> dict[str, str]:
+    """Leave the COG driver's temporary overview file uncompressed when it is small enough.
+
+    GDAL compresses it with ZSTD at its default level 9 and then decodes it again for the
+    final copy: measured, that was half the CPU of a whole conversion (4000x4000x3 uint8:
+    3.5 s with it, 1.65 s without). Uncompressed it takes a third of the raw pixel size on
+    disk, so past UNCOMPRESSED_OVERVIEWS_MAX_BYTES GDAL's default stands, bounding disk use.
+    """
+    raw_bytes = plan.width * plan.height * (sum(numpy.dtype(d).itemsize for d in dtypes) + 1)
+    if raw_bytes // 3 > UNCOMPRESSED_OVERVIEWS_MAX_BYTES:
+        return {}
+    return {"COG_TMP_COMPRESSION": "NONE"}
 
 
 def _remove_partials(partial: Path) -> None:

@@ -139,6 +139,18 @@ def test_output_is_tiled_compressed_with_overviews(src_dir: Path, out_dir: Path)
     assert 14.9 < west < east < 15.2 and 45.0 < south < north < 45.2
 
 
+def test_large_rasters_keep_gdals_compressed_temporary_overviews(
+    monkeypatch: pytest.MonkeyPatch, src_dir: Path, out_dir: Path
+):
+    monkeypatch.setattr(raster, "UNCOMPRESSED_OVERVIEWS_MAX_BYTES", 0)
+    src = rasters.rgb_byte_tiff(src_dir / "rgb.tif")
+
+    cog, info = convert_checked(src, out_dir)
+
+    rasters.assert_same_pixels(src, cog)
+    assert info.overviews == [2, 4]
+
+
 def test_internal_mask_is_kept(src_dir: Path, out_dir: Path):
     src = rasters.masked_rgb_tiff(src_dir / "masked.tif")
 
