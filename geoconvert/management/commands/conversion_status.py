@@ -41,76 +41,59 @@ class Command(BaseCommand):
     def handle(self, *args, state=None, limit=50, as_json=False, **options):
         states = state or DEFAULT_STATES
         now = timezone.now()
-        stale_after = timezone.timedelta(seconds=settings.GEOCONVERT["HEARTBEAT_STALE_SECONDS"])
         counts = conversion_state_counts()
-        rows = []
-        for c in conversion_list_all(states=states, limit=limit):
-            beat_age = now - c.heartbeat_at if c.heartbeat_at else None
-            rows.append(
-                {
-                    "task_id": str(c.task_id),
-                    "state": c.state,
-                    "stage": c.stage,
-                    "progress": c.progress,
-                    "attempts": c.attempts,
-                    "item_id": str(c.item_id),
-                    "item": c.item.name,
-                    "owner": c.owner.get_username(),
-                    "worker": c.worker or None,
-                    "created_at": c.created_at.isoformat(),
-                    "heartbeat_age_seconds": round(beat_age.total_seconds(), 1)
-                    if beat_age
-                    else None,
-                    "silent": c.state == "PROGRESS"
-                    and (beat_age is None or beat_age > stale_after),
-                    "cancel_requested": c.cancel_requested,
-                    "error": c.error or None,
-                }
-            )
+        rows = [_row(c, now) for c in conversion_list_all(states=states, limit=limit)]
         if as_json:
-            self.stdout.write(
-                json.dumps(
-                    {"counts": counts, "states": list(states), "conversions": rows}, indent=2
-                )
-            )
+            body = {"counts": counts, "states": list(states), "conversions": rows}
+            self.stdout.write(json.dumps(body, indent=2))
             return
         self.stdout.write("  ".join(f"{name} {n}" for name, n in counts.items()))
         if not rows:
             self.stdout.write(f"No conversions in {', '.join(states)}.")
             return
+        headers = ["TASK", "STATE", "STAGE", "PROGRESS", "TRIES", "ITEM", "OWNER", "AGE",
+                   "HEARTBEAT", "NOTE"]  # fmt: skip
+        lines = [
+            [
+                r["task_id"],
+                r["state"] + (" SILENT" if r["silent"] else ""),
+                r["stage"],
+                f"{r['progress']}%",
+                r["attempts"],
+                shorten(r["item"], 30),
+                r["owner"],
+                age(timezone.timedelta(seconds=r["age_seconds"])),
+                _seconds(r["heartbeat_age_seconds"]),
+                shorten(r["error"] or ("cancel requested" if r["cancel_requested"] else ""), 50),
+            ]
+            for r in rows
+        ]
         self.stdout.write("")
-        self.stdout.write(
-            table(
-                [
-                    "TASK",
-                    "STATE",
-                    "STAGE",
-                    "PROGRESS",
-                    "TRIES",
-                    "ITEM",
-                    "OWNER",
-                    "AGE",
-                    "HEARTBEAT",
-                    "NOTE",
-                ],
-                [
-                    [
-                        r["task_id"],
-                        r["state"] + (" SILENT" if r["silent"] else ""),
-                        r["stage"],
-                        f"{r['progress']}%",
-                        r["attempts"],
-                        shorten(r["item"], 30),
-                        r["owner"],
-                        age(now - timezone.datetime.fromisoformat(r["created_at"])),
-                        age(timezone.timedelta(seconds=r["heartbeat_age_seconds"]))
-                        if r["heartbeat_age_seconds"] is not None
-                        else "-",
-                        shorten(
-                            r["error"] or ("cancel requested" if r["cancel_requested"] else ""), 50
-                        ),
-                    ]
-                    for r in rows
-                ],
-            )
-        )
+        self.stdout.write(table(headers, lines))
+
+
+def _row(conversion, now) -> dict:
+    stale_after = settings.GEOCONVERT["HEARTBEAT_STALE_SECONDS"]
+    beat_age = (now - conversion.heartbeat_at).total_seconds() if conversion.heartbeat_at else None
+    return {
+        "task_id": str(conversion.task_id),
+        "state": conversion.state,
+        "stage": conversion.stage,
+        "progress": conversion.progress,
+        "attempts": conversion.attempts,
+        "item_id": str(conversion.item_id),
+        "item": conversion.item.name,
+        "owner": conversion.owner.get_username(),
+        "worker": conversion.worker or None,
+        "created_at": conversion.created_at.isoformat(),
+        "age_seconds": round((now - conversion.created_at).total_seconds(), 1),
+        "heartbeat_age_seconds": round(beat_age, 1) if beat_age is not None else None,
+        # Running, but its worker stopped reporting: probably dead (the reaper will act).
+        "silent": conversion.state == "PROGRESS" and (beat_age is None or beat_age > stale_after),
+        "cancel_requested": conversion.cancel_requested,
+        "error": conversion.error or None,
+    }
+
+
+def _seconds(value: float | None) -> str:
+    return age(timezone.timedelta(seconds=value)) if value is not None else "-"

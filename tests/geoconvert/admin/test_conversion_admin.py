@@ -198,6 +198,12 @@ def test_celery_results_and_beat_stay_in_the_admin(staff_client):
     ):
         assert url in index
         assert staff_client.get(url).status_code == 200
+    # tagger's periodic tasks are there to edit.
+    from django_celery_beat.models import PeriodicTask
+
+    reaper = PeriodicTask.objects.get(name="Reap stale conversions")
+    page = staff_client.get(f"/admin/django_celery_beat/periodictask/{reaper.pk}/change/")
+    assert page.status_code == 200 and 'name="enabled"' in page.content.decode()
 
 
 def test_admin_needs_a_staff_login(client, make_conversion):

@@ -121,3 +121,22 @@ def test_delete_goes_through_the_service_and_removes_files(
     assert response.status_code == 302
     assert not TreeItem.objects.filter(pk__in=[folder.pk, plain.pk]).exists()
     assert not directory.exists()
+
+
+def test_bulk_delete_of_a_folder_and_its_child(
+    staff_client, tree, django_capture_on_commit_callbacks
+):
+    folder, plain = tree["folder"], tree["plain"]
+    directory = Path(plain.file.path).parent
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(
+            CHANGELIST,
+            {"action": "delete_selected", "_selected_action": [folder.pk, plain.pk],
+             "post": "yes"},
+        )  # fmt: skip
+
+    assert response.status_code == 302
+    assert not TreeItem.objects.filter(pk__in=[folder.pk, plain.pk]).exists()
+    assert not directory.exists()
+    assert TreeItem.objects.filter(pk=tree["converted"].pk).exists()
