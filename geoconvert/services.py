@@ -82,15 +82,14 @@ def conversion_start(
         for k, v in {"target_crs": target_crs, "crs": crs, "bounds": bounds}.items()
         if v is not None
     }
-    try:
-        raster.check_request(target_crs=target_crs, georef=_georef(params))
-    except raster.RasterError as exc:
-        code = (
-            "invalid_crs"
-            if target_crs is not None and "target CRS" in str(exc)
-            else "invalid_georef"
-        )
-        raise ApplicationError(str(exc), code=code) from None
+    for code, request in (
+        ("invalid_crs", {"target_crs": target_crs}),
+        ("invalid_georef", {"georef": _georef(params)}),
+    ):
+        try:
+            raster.check_request(**request)
+        except raster.RasterError as exc:
+            raise ApplicationError(str(exc), code=code) from None
     with transaction.atomic():
         # The row lock serialises concurrent requests for the same item (PostgreSQL); the
         # partial unique constraint is the guard on every database.
