@@ -247,10 +247,8 @@ def _claim(ctx: RunContext) -> uuid.UUID:
     if not taken and (ctx.is_retry or ctx.redelivered):
         taken = _reclaim(ctx, holdable, claim)
     if taken:
-        conversion = Conversion.objects.get(pk=ctx.task_id)
         if ctx.on_stage:
             ctx.on_stage(Stage.STARTING, 0)
-        logger.info("Conversion %s claimed (attempt %s)", ctx.task_id, conversion.attempts)
         return claim
     return _explain_unclaimed(ctx)
 
@@ -310,10 +308,11 @@ def _explain_unclaimed(ctx: RunContext):
 
 def _convert(ctx: RunContext, claim: uuid.UUID, beat: "_Heartbeat") -> dict:
     conversion = Conversion.objects.select_related("item").get(pk=ctx.task_id)
+    logger.info("Conversion %s claimed (attempt %s)", ctx.task_id, conversion.attempts)
     item = conversion.item
     params = conversion.params
     media_root = Path(settings.MEDIA_ROOT)
-    dst_name = geo_raster_storage_path(GeoRaster(item=item), "")
+    dst_name = geo_raster_storage_path(GeoRaster(item=item), f"geo_raster-{claim.hex[:12]}.tif")
     dst = media_root / dst_name
     dst.parent.mkdir(parents=True, exist_ok=True)
 

@@ -10,7 +10,9 @@ def item_storage_path(instance: "TreeItem", filename: str) -> str:
 
 
 def geo_raster_storage_path(instance: "GeoRaster", filename: str) -> str:
-    return f"items/{instance.item.owner_id}/{instance.item_id.hex}/geo_raster.tif"
+    # `filename` tells runs apart: two runs of one conversion (a duplicate delivery) never
+    # write, or remove, each other's output.
+    return f"items/{instance.item.owner_id}/{instance.item_id.hex}/{filename or 'geo_raster.tif'}"
 
 
 class TreeItem(models.Model):
