@@ -233,22 +233,21 @@ def _claim(ctx: RunContext) -> uuid.UUID:
         pk=ctx.task_id, cancel_requested=False, attempts__lt=max_attempts
     )
     taken = _retrying_db(
-        lambda: holdable.filter(state=Conversion.State.PENDING).update(
-            state=Conversion.State.PROGRESS,
-            claim=claim,
-            worker=ctx.worker,
-            started_at=now,
-            heartbeat_at=now,
-            attempts=_plus_one(),
-            stage=Stage.STARTING,
-            progress=0,
-        )
+        holdable.filter(state=Conversion.State.PENDING).update,
+        state=Conversion.State.PROGRESS,
+        claim=claim,
+        worker=ctx.worker,
+        started_at=now,
+        heartbeat_at=now,
+        attempts=_plus_one(),
+        stage=Stage.STARTING,
+        progress=0,
     )
-    if not taken and (ctx.is_retry or ctx.redelivered):
+    if not taken:
+        # Redelivered after a crash, retried, or re-sent by hand or by the reaper.
         taken = _reclaim(ctx, holdable, claim)
     if taken:
-        if ctx.on_stage:
-            ctx.on_stage(Stage.STARTING, 0)
+        _mirror(ctx, Stage.STARTING, 0)
         return claim
     return _explain_unclaimed(ctx)
 
@@ -256,17 +255,19 @@ def _claim(ctx: RunContext) -> uuid.UUID:
 def _reclaim(ctx: RunContext, holdable, claim) -> int:
     """Take over a PROGRESS conversion from a run that ended without finishing it.
 
-    After a Celery retry the previous run has ended. After a redelivery it may not have (a
-    duplicate message): it is presumed alive while its heartbeat is fresh, so wait until
-    the heartbeat is older than the stale threshold before taking over.
+    After a Celery retry the previous run has ended. After any other delivery it may not
+    have (a duplicate message): it is presumed alive while its heartbeat is fresh, so wait
+    until the heartbeat is older than the stale threshold before taking over, or before
+    deciding anything else about it (cancelled, out of attempts). The wait allows twice the
+    threshold, so a run that died just before this delivery is always seen stale in time.
     """
     stale_after = _setting("HEARTBEAT_STALE_SECONDS")
-    deadline = time.monotonic() + stale_after + _setting("HEARTBEAT_SECONDS")
+    deadline = time.monotonic() + 2 * stale_after + _setting("HEARTBEAT_SECONDS")
     while True:
         now = timezone.now()
         running = holdable.filter(state=Conversion.State.PROGRESS)
         if not ctx.is_retry:
-            running = running.filter(heartbeat_at__lt=now - timedelta(seconds=stale_after))
+            running = running.filter(heartbeat_at__lt=_stale_before(now))
         taken = _retrying_db(
             running.update,
             claim=claim,
@@ -279,16 +280,34 @@ def _reclaim(ctx: RunContext, holdable, claim) -> int:
         )
         if taken or ctx.is_retry or time.monotonic() > deadline:
             return taken
-        if not holdable.filter(state=Conversion.State.PROGRESS).exists():
+        if not _alive(ctx.task_id):
             return 0
         time.sleep(min(1.0, stale_after / 4))
+
+
+def _stale_before(now):
+    return now - timedelta(seconds=_setting("HEARTBEAT_STALE_SECONDS"))
+
+
+def _alive(task_id) -> bool:
+    """A run holds the conversion and its heartbeat is fresh."""
+    return Conversion.objects.filter(
+        pk=task_id,
+        state=Conversion.State.PROGRESS,
+        heartbeat_at__gte=_stale_before(timezone.now()),
+    ).exists()
 
 
 def _explain_unclaimed(ctx: RunContext):
     conversion = Conversion.objects.filter(pk=ctx.task_id).first()
     if conversion is None:
         raise ConversionStopped("GONE", "The item or conversion was deleted before it ran.")
+    if conversion.state == Conversion.State.PROGRESS and not ctx.is_retry and _alive(ctx.task_id):
+        # A duplicate delivery while the run holding it is alive: leave it alone.
+        raise ConversionStopped(conversion.state, "Already running elsewhere.")
     if conversion.state in Conversion.ACTIVE_STATES and conversion.cancel_requested:
+        # Either never started, or its run died: what that run left behind goes too.
+        _remove_leftovers(conversion.item)
         _finish(conversion.task_id, claim=None, state=Conversion.State.CANCELLED)
         raise ConversionStopped(Conversion.State.CANCELLED, "Cancelled before it ran.")
     if conversion.state == Conversion.State.CANCELLED:
@@ -301,6 +320,7 @@ def _explain_unclaimed(ctx: RunContext):
             "each time before finishing (it may have run out of memory or been killed). "
             "Check the worker logs and the file, then retry."
         )
+        _remove_leftovers(conversion.item)
         _finish(conversion.task_id, claim=None, state=Conversion.State.FAILURE, error=message)
         raise ConversionFailed(message, code="attempts_exhausted")
     raise ConversionStopped(conversion.state, f"Already {conversion.state.lower()} elsewhere.")
@@ -308,13 +328,21 @@ def _explain_unclaimed(ctx: RunContext):
 
 def _convert(ctx: RunContext, claim: uuid.UUID, beat: "_Heartbeat") -> dict:
     conversion = Conversion.objects.select_related("item").get(pk=ctx.task_id)
-    logger.info("Conversion %s claimed (attempt %s)", ctx.task_id, conversion.attempts)
+    logger.info(
+        "Conversion %s claimed (attempt %s%s)",
+        ctx.task_id,
+        conversion.attempts,
+        ", redelivered" if ctx.redelivered else "",
+    )
     item = conversion.item
     params = conversion.params
     media_root = Path(settings.MEDIA_ROOT)
     dst_name = geo_raster_storage_path(GeoRaster(item=item), f"geo_raster-{claim.hex[:12]}.tif")
     dst = media_root / dst_name
     dst.parent.mkdir(parents=True, exist_ok=True)
+    # A run killed mid-write (SIGKILL, OOM) left its partial files behind; this run holds the
+    # claim, so whatever is not the original or a finished result is debris.
+    _remove_leftovers(item)
 
     def on_step(step: raster.Step) -> None:
         _set_stage(ctx, claim, STEP_STAGES[step])
@@ -334,7 +362,8 @@ def _convert(ctx: RunContext, claim: uuid.UUID, beat: "_Heartbeat") -> dict:
     except raster.ConversionCancelled:
         raise _stopped(ctx, claim) from None
     except raster.RasterError as exc:
-        _finish(ctx.task_id, claim=claim, state=Conversion.State.FAILURE, error=str(exc))
+        if not _finish(ctx.task_id, claim=claim, state=Conversion.State.FAILURE, error=str(exc)):
+            raise _stopped(ctx, claim) from None
         raise ConversionFailed(str(exc), code="invalid_raster") from None
     except _Lost:
         raise _stopped(ctx, claim) from None
@@ -346,27 +375,27 @@ def _convert(ctx: RunContext, claim: uuid.UUID, beat: "_Heartbeat") -> dict:
             "The conversion failed because of an internal error. "
             "The operators have the details; retry later."
         )
-        _finish(
+        if not _finish(
             ctx.task_id,
             claim=claim,
             state=Conversion.State.FAILURE,
             error=message,
             tb=traceback.format_exc(),
-        )
+        ):
+            raise _stopped(ctx, claim) from exc
         raise ConversionFailed(message, code="internal_error") from exc
 
     try:
         _set_stage(ctx, claim, Stage.UPDATING)
         result = info.as_dict()
-        _retrying_db(lambda: _save_result(ctx.task_id, claim, item.pk, dst_name, result))
+        _retrying_db(_save_result, ctx.task_id, claim, item.pk, dst_name, result)
     except _Lost:
         dst.unlink(missing_ok=True)
         raise _stopped(ctx, claim) from None
     except BaseException:
         dst.unlink(missing_ok=True)
         raise
-    if ctx.on_stage:
-        ctx.on_stage(Stage.COMPLETE, 100)
+    _mirror(ctx, Stage.COMPLETE, 100)
     logger.info("Conversion %s complete", ctx.task_id)
     return result
 
@@ -396,6 +425,19 @@ def _save_result(task_id, claim, item_id, dst_name: str, result: dict) -> None:
     conversion.save(update_fields=["state", "stage", "progress", "result", "finished_at"])
 
 
+def _remove_leftovers(item: TreeItem) -> None:
+    """Delete what dead runs left in the item's folder: anything but the original upload and
+    the finished geo-raster. Every name in that folder is server-generated."""
+    folder = (Path(settings.MEDIA_ROOT) / geo_raster_storage_path(GeoRaster(item=item), "")).parent
+    keep = {Path(item.file.name).name}
+    finished = GeoRaster.objects.filter(item=item).values_list("file", flat=True)
+    keep.update(Path(name).name for name in finished)
+    for path in folder.glob("*") if folder.is_dir() else ():
+        if path.name not in keep and path.is_file():
+            logger.info("Removing leftover %s of conversion of item %s", path.name, item.pk)
+            path.unlink(missing_ok=True)
+
+
 def _stopped(ctx: RunContext, claim) -> ConversionStopped:
     """Why a run that held the claim stopped early: a cancel request, or a lost claim."""
     conversion = Conversion.objects.filter(pk=ctx.task_id).first()
@@ -423,13 +465,24 @@ def _set_stage(ctx: RunContext, claim, stage: Stage) -> None:
     )
     if not updated:
         raise _Lost()
-    if ctx.on_stage:
+    _mirror(ctx, stage, progress)
+
+
+def _mirror(ctx: RunContext, stage: str, progress: int) -> None:
+    """Copy a stage into the result backend. The conversion row is the truth, so a failed
+    copy (database briefly unavailable) is logged, not allowed to fail the conversion."""
+    if ctx.on_stage is None:
+        return
+    try:
         ctx.on_stage(stage, progress)
+    except DatabaseError as exc:
+        logger.warning("Could not mirror stage of %s into the result backend: %s", ctx.task_id, exc)
 
 
-def _finish(task_id, *, claim, state: str, error: str = "", tb: str = "") -> None:
+def _finish(task_id, *, claim, state: str, error: str = "", tb: str = "") -> int:
     """Mark a conversion finished (FAILURE or CANCELLED), keeping the stage and progress it
-    reached, and mirror that into the result backend."""
+    reached, and mirror that into the result backend. Returns 0 when `claim` no longer holds
+    it (another run took over, or it already finished): then nothing is written."""
     conversions = Conversion.objects.filter(pk=task_id, state__in=Conversion.ACTIVE_STATES)
     if claim is not None:
         conversions = conversions.filter(claim=claim)
@@ -442,6 +495,7 @@ def _finish(task_id, *, claim, state: str, error: str = "", tb: str = "") -> Non
         stage, progress = Conversion.objects.values_list("stage", "progress").get(pk=task_id)
         meta = _stage_meta(stage, progress, error=error) if error else _stage_meta(stage, progress)
         _record_backend_state(task_id, state, meta)
+    return updated
 
 
 # Helpers -----------------------------------------------------------------------------------
@@ -502,12 +556,20 @@ def _retrying_db(write: Callable[..., int], *args, tries: int = 3, **kwargs):
     for attempt in range(tries):
         try:
             return write(*args, **kwargs)
-        except TRANSIENT_DB_ERRORS:
+        except TRANSIENT_DB_ERRORS as exc:
             if attempt == tries - 1 or connection.in_atomic_block:
                 raise
             close_old_connections()
             connection.close()
-            time.sleep(min(4.0, 0.25 * 2**attempt) * (0.5 + random.random()))
+            delay = min(4.0, 0.25 * 2**attempt) * (0.5 + random.random())
+            logger.warning(
+                "Database write failed (attempt %s of %s), retrying in %.2fs: %s",
+                attempt + 1,
+                tries,
+                delay,
+                exc,
+            )
+            time.sleep(delay)
     return None
 
 

@@ -1,3 +1,5 @@
+import logging
+
 from celery import shared_task
 from celery.exceptions import Ignore
 from kombu.exceptions import OperationalError as BrokerError
@@ -11,6 +13,8 @@ from geoconvert.services import (
     conversion_run,
     orphan_files_remove,
 )
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -39,6 +43,7 @@ def convert_to_geo_raster(self, task_id: str) -> dict:
     try:
         return conversion_run(ctx)
     except ConversionStopped as stop:
+        logger.info("Conversion %s: this run stops (%s)", task_id, stop)
         if stop.state == "CANCELLED":
             # Flower knows no CANCELLED state; "revoked" is its word for it.
             self.send_event("task-revoked", terminated=False, signum=None, expired=False)

@@ -30,10 +30,12 @@ def redis_py_url(url: str) -> str:
 class EmbeddedRedis:
     """A throwaway redis-server on a unix socket: no TCP port, nothing kept on disk."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, persistent: bool = False) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="tagger-redis-"))
         self.socket = self.dir / "redis.sock"
         self.url = f"redis+socket://{self.socket}"
+        # Persistent: an append-only file keeps the queues across restart().
+        self.persistent = persistent
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 10.0) -> str:
@@ -47,7 +49,8 @@ class EmbeddedRedis:
                 "--unixsocketperm", "700",
                 "--dir", str(self.dir),
                 "--save", "",
-                "--appendonly", "no",
+                "--appendonly", "yes" if self.persistent else "no",
+                "--appendfsync", "always",
                 "--logfile", str(log),
             ],
             stdin=subprocess.DEVNULL,
@@ -69,7 +72,7 @@ class EmbeddedRedis:
                 raise RuntimeError(f"embedded redis-server did not answer:\n{tail}")
             time.sleep(0.05)
 
-    def stop(self) -> None:
+    def stop(self, *, keep_data: bool = False) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -77,7 +80,12 @@ class EmbeddedRedis:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not keep_data:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def restart(self) -> None:
+        self.stop(keep_data=True)
+        self.start()
 
 
 _embedded: EmbeddedRedis | None = None

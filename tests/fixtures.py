@@ -37,11 +37,18 @@ def _database_url() -> str:
 class WorkerProcess:
     """A running `celery worker` and what a test needs to reason about it."""
 
-    def __init__(self, log_path: Path, extra_env: dict | None = None, concurrency: int = 2):
+    def __init__(
+        self,
+        log_path: Path,
+        extra_env: dict | None = None,
+        concurrency: int = 2,
+        broker_url: str | None = None,
+    ):
         self.hostname = f"test-{uuid.uuid4().hex[:8]}@%h"
         self.log_path = log_path
         self.extra_env = extra_env or {}
         self.concurrency = concurrency
+        self.broker_url = broker_url
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -55,7 +62,8 @@ class WorkerProcess:
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "config.settings.test",
             "DATABASE_URL": _database_url(),
-            "REDIS_URL": settings.CELERY_BROKER_URL,
+            "REDIS_URL": self.broker_url or settings.CELERY_BROKER_URL,
+            "CELERY_BROKER_URL": self.broker_url or settings.CELERY_BROKER_URL,
             "MEDIA_ROOT": str(settings.MEDIA_ROOT),
             **self.extra_env,
         }
@@ -99,6 +107,26 @@ class WorkerProcess:
             if app.control.ping(destination=[self.node_name], timeout=0.5):
                 return
         raise RuntimeError(f"Celery worker did not answer a ping:\n{self.log_tail()}")
+
+    def ping(self, timeout: float = 2) -> bool:
+        from config.celery_app import app
+
+        return bool(app.control.ping(destination=[self.node_name], timeout=timeout))
+
+    def pool_pids(self) -> list[int]:
+        """The pids of the prefork pool's children (the processes that run tasks)."""
+        import psutil
+
+        try:
+            return [child.pid for child in psutil.Process(self.proc.pid).children()]
+        except psutil.NoSuchProcess:
+            return []
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker, pool children included: no shutdown code runs."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait()
 
     def stop(self, timeout: float = 30) -> None:
         if self.proc and self.proc.poll() is None:

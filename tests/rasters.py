@@ -105,6 +105,21 @@ def rgb_byte_tiff(path: Path) -> Path:
     )
 
 
+def large_noise_tiff(path: Path, size: int = 2500) -> Path:
+    """size x size RGB uint8 noise, uncompressed: noise compresses slowly, so converting it
+    takes a few seconds on one thread, long enough to be interrupted mid-write."""
+    rng = np.random.default_rng(7)
+    data = rng.integers(0, 256, (3, size, size), dtype="uint8")
+    return _write(
+        path,
+        data,
+        driver="GTiff",
+        crs=UTM33N,
+        transform=from_origin(500_000, 5_000_000, 1, 1),
+        tiled=True,
+    )
+
+
 def masked_rgb_tiff(path: Path) -> Path:
     """600x500 RGB uint8 GeoTIFF with an internal per-dataset mask (a hole and a border)."""
     height, width = 500, 600

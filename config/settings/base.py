@@ -34,7 +34,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The API, the worker and beat write concurrently: WAL lets readers proceed during a
     # write and IMMEDIATE transactions avoid lock-upgrade deadlocks.
     DATABASES["default"]["OPTIONS"] = {
-        "timeout": 30,
+        # Seconds a write waits for another writer's lock before "database is locked".
+        "timeout": env.float("SQLITE_BUSY_TIMEOUT", default=30.0),
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
@@ -210,7 +211,10 @@ GEOCONVERT = {
     "PREDICTOR": env.bool("GEOCONVERT_PREDICTOR", default=True),
     "BLOCKSIZE": env.int("GEOCONVERT_BLOCKSIZE", default=512),
     "OVERVIEW_RESAMPLING": env("GEOCONVERT_OVERVIEW_RESAMPLING", default=None),
-    "NUM_THREADS": env("GEOCONVERT_NUM_THREADS", default="ALL_CPUS"),
+    # A number of threads, or ALL_CPUS.
+    "NUM_THREADS": (lambda v: int(v) if v.isdigit() else v)(
+        env("GEOCONVERT_NUM_THREADS", default="ALL_CPUS")
+    ),
     "CACHE_MB": env.int("GEOCONVERT_CACHE_MB", default=64),
     # Attempts before a conversion that keeps failing transiently (or killing its worker)
     # is marked FAILED.

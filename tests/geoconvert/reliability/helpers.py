@@ -1,0 +1,83 @@
+"""What the fault tests wait for and check."""
+
+import hashlib
+import time
+from pathlib import Path
+
+from django.conf import settings
+from rio_cogeo.cogeo import cog_validate
+
+from geoconvert.models import Conversion, Stage
+from tagger.models import GeoRaster, TreeItem
+from tests import rasters
+
+
+def wait_until(predicate, what: str, timeout: float = 120, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def item_folder(item_id) -> Path:
+    return Path(TreeItem.objects.get(pk=item_id).file.path).parent
+
+
+def folder_files(item_id) -> list[str]:
+    return sorted(p.name for p in item_folder(item_id).iterdir())
+
+
+def wait_mid_write(task_id, item_id, attempt: int) -> None:
+    """Until run number `attempt` of the conversion is writing its COG (a partial file is on
+    disk), so a kill now interrupts the write."""
+
+    def writing():
+        conversion = Conversion.objects.get(pk=task_id)
+        if conversion.is_finished:
+            raise AssertionError(f"{task_id} ended {conversion.state}: {conversion.error}")
+        return (
+            conversion.attempts == attempt
+            and conversion.stage == Stage.CREATING
+            and any(name.endswith(".partial") for name in folder_files(item_id))
+        )
+
+    wait_until(writing, f"attempt {attempt} of {task_id} to be writing")
+
+
+def wait_finished(task_id, timeout: float = 120) -> Conversion:
+    return wait_until(
+        lambda: Conversion.objects.filter(pk=task_id, state__in=Conversion.FINISHED_STATES).first(),
+        f"conversion {task_id} to finish",
+        timeout=timeout,
+    )
+
+
+def assert_converted_once(item_id, task_id, src: Path, original_digest: str, logs) -> None:
+    """SUCCESS exactly once: one result row, one COG equal to the source, nothing else on disk,
+    the original untouched, and one run (of the workers' `logs()`) that completed it."""
+    done = f"Conversion {task_id} complete"
+    wait_until(lambda: done in logs(), "the worker's log to say it completed")
+    conversion = Conversion.objects.get(pk=task_id)
+    assert conversion.state == Conversion.State.SUCCESS, (conversion.state, conversion.error)
+    assert 1 <= conversion.attempts <= settings.GEOCONVERT["MAX_ATTEMPTS"]
+    assert Conversion.objects.filter(item_id=item_id).count() == 1
+    assert GeoRaster.objects.filter(item_id=item_id).count() == 1
+    item = TreeItem.objects.get(pk=item_id)
+    assert item.object_type == TreeItem.ObjectType.GEO_RASTER_FILE
+    # The original and the one COG its metadata row points at: no partial file, no other run's.
+    assert folder_files(item_id) == sorted(["original", Path(item.geo_raster.file.name).name])
+    assert sha256(item.file.path) == original_digest
+    cog = Path(item.geo_raster.file.path)
+    valid, errors, _ = cog_validate(str(cog))
+    assert valid, errors
+    rasters.assert_same_pixels(src, cog)
+    assert item.geo_raster.size_bytes == cog.stat().st_size
+    assert logs().count(done) == 1
