@@ -98,20 +98,25 @@ class WorkerProcess:
         return self
 
     def wait_ready(self, timeout: float = 60) -> None:
-        from config.celery_app import app
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"Celery worker exited early:\n{self.log_tail()}")
-            if app.control.ping(destination=[self.node_name], timeout=0.5):
+            if self.ping(timeout=0.5):
                 return
         raise RuntimeError(f"Celery worker did not answer a ping:\n{self.log_tail()}")
 
     def ping(self, timeout: float = 2) -> bool:
         from config.celery_app import app
 
-        return bool(app.control.ping(destination=[self.node_name], timeout=timeout))
+        # A fresh connection: a pooled one may predate a broker restart.
+        with app.connection_for_write() as connection:
+            return bool(
+                app.control.ping(
+                    destination=[self.node_name], timeout=timeout, connection=connection
+                )
+            )
 
     def pool_pids(self) -> list[int]:
         """The pids of the prefork pool's children (the processes that run tasks)."""

@@ -1,7 +1,9 @@
 """What the fault tests wait for and check."""
 
 import hashlib
+import sqlite3
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
@@ -10,6 +12,22 @@ from rio_cogeo.cogeo import cog_validate
 from geoconvert.models import Conversion, Stage
 from tagger.models import GeoRaster, TreeItem
 from tests import rasters
+
+
+def start_large_conversion(api, tmp_path):
+    """Upload a raster that takes seconds to convert and ask for its conversion."""
+    from tests.geoconvert.api.helpers import convert, upload
+
+    src = rasters.large_noise_tiff(tmp_path / "large.tif")
+    item = upload(api, src)
+    digest = sha256(TreeItem.objects.get(pk=item["id"]).file.path)
+    response = convert(api, item["id"])
+    assert response.status_code == 202, response.content
+    return src, item["id"], response.json()["task_id"], digest
+
+
+def logs(*workers) -> str:
+    return "\n".join(w.log_path.read_text(errors="replace") for w in workers)
 
 
 def wait_until(predicate, what: str, timeout: float = 120, interval: float = 0.02):
@@ -81,3 +99,62 @@ def assert_converted_once(item_id, task_id, src: Path, original_digest: str, log
     rasters.assert_same_pixels(src, cog)
     assert item.geo_raster.size_bytes == cog.stat().st_size
     assert logs().count(done) == 1
+
+
+WORKER_APPLICATION_NAME = "tagger-worker-under-test"
+
+
+def worker_database_env() -> dict:
+    """Extra env for a worker whose database connections a test will break."""
+    from tests.fixtures import _database_url
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        # A locked database answers "database is locked" after this long, not 30 s.
+        return {"SQLITE_BUSY_TIMEOUT": "0.2"}
+    # Names the worker's connections, so the test breaks those and not its own.
+    return {"DATABASE_URL": f"{_database_url()}?application_name={WORKER_APPLICATION_NAME}"}
+
+
+@contextmanager
+def database_outage():
+    """The database refuses the worker's writes until the block ends.
+
+    SQLite: this process holds an exclusive lock (BEGIN EXCLUSIVE), so every other writer
+    gets "database is locked" once its busy timeout passes; readers are unaffected (WAL).
+    PostgreSQL: the worker's connections are terminated and the database refuses new ones.
+    """
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        lock = sqlite3.connect(db["NAME"], isolation_level=None, timeout=30)
+        lock.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        return
+    import psycopg2
+
+    admin = psycopg2.connect(
+        dbname="postgres",
+        user=db.get("USER") or None,
+        password=db.get("PASSWORD") or None,
+        host=db.get("HOST") or "127.0.0.1",
+        port=db.get("PORT") or 5432,
+    )
+    admin.autocommit = True
+    name = db["NAME"]
+    with admin.cursor() as cursor:
+        cursor.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND application_name = %s",
+            [name, WORKER_APPLICATION_NAME],
+        )
+    try:
+        yield
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        admin.close()

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 
-import pytest
 import redis
 
 from config.celery_app import app
@@ -22,7 +21,9 @@ from tests.geoconvert.reliability.conftest import repeat
 from tests.geoconvert.reliability.helpers import (
     assert_converted_once,
     folder_files,
+    logs,
     sha256,
+    start_large_conversion,
     wait_finished,
     wait_mid_write,
     wait_until,
@@ -33,23 +34,10 @@ from tests.geoconvert.reliability.helpers import (
 RESTORE_AFTER = {"CELERY_VISIBILITY_TIMEOUT": "1"}
 
 
-def _start_conversion(api, tmp_path):
-    src = rasters.large_noise_tiff(tmp_path / "large.tif")
-    item = upload(api, src)
-    digest = sha256(TreeItem.objects.get(pk=item["id"]).file.path)
-    response = convert(api, item["id"])
-    assert response.status_code == 202, response.content
-    return src, item["id"], response.json()["task_id"], digest
-
-
-def _logs(*workers) -> str:
-    return "\n".join(w.log_path.read_text(errors="replace") for w in workers)
-
-
 @repeat
 def test_pool_child_killed_mid_write_is_rerun_once(api, tmp_path, start_worker, run):
     worker = start_worker()
-    src, item_id, task_id, digest = _start_conversion(api, tmp_path)
+    src, item_id, task_id, digest = start_large_conversion(api, tmp_path)
 
     wait_mid_write(task_id, item_id, attempt=1)
     (child,) = worker.pool_pids()
@@ -57,14 +45,14 @@ def test_pool_child_killed_mid_write_is_rerun_once(api, tmp_path, start_worker, 
 
     conversion = wait_finished(task_id)
     assert conversion.attempts == 2
-    assert_converted_once(item_id, task_id, src, digest, lambda: _logs(worker))
+    assert_converted_once(item_id, task_id, src, digest, lambda: logs(worker))
     assert worker.ping()
 
 
 @repeat
 def test_whole_worker_killed_mid_write_is_rerun_by_a_new_worker(api, tmp_path, start_worker, run):
     first = start_worker()
-    src, item_id, task_id, digest = _start_conversion(api, tmp_path)
+    src, item_id, task_id, digest = start_large_conversion(api, tmp_path)
 
     wait_mid_write(task_id, item_id, attempt=1)
     first.kill()
@@ -74,7 +62,7 @@ def test_whole_worker_killed_mid_write_is_rerun_by_a_new_worker(api, tmp_path, s
     conversion = wait_finished(task_id)
     assert conversion.attempts == 2
     assert conversion.worker == second.node_name
-    assert_converted_once(item_id, task_id, src, digest, lambda: _logs(first, second))
+    assert_converted_once(item_id, task_id, src, digest, lambda: logs(first, second))
 
 
 @repeat
@@ -82,7 +70,7 @@ def test_file_that_kills_its_worker_every_time_fails_after_max_attempts(
     api, tmp_path, start_worker, settings, run
 ):
     worker = start_worker()
-    src, item_id, task_id, digest = _start_conversion(api, tmp_path)
+    src, item_id, task_id, digest = start_large_conversion(api, tmp_path)
     max_attempts = settings.GEOCONVERT["MAX_ATTEMPTS"]
 
     for attempt in range(1, max_attempts + 1):
@@ -103,13 +91,13 @@ def test_file_that_kills_its_worker_every_time_fails_after_max_attempts(
     # No loop: the message is gone and the worker is idle and alive.
     assert worker.ping()
     assert not app.control.inspect([worker.node_name], timeout=2).active()[worker.node_name]
-    assert _logs(worker).count(f"Conversion {task_id} claimed") == max_attempts
+    assert logs(worker).count(f"Conversion {task_id} claimed") == max_attempts
 
 
 @repeat
 def test_duplicate_deliveries_do_nothing_harmful(api, tmp_path, start_worker, private_redis, run):
     worker = start_worker(concurrency=2)
-    src, item_id, task_id, digest = _start_conversion(api, tmp_path)
+    src, item_id, task_id, digest = start_large_conversion(api, tmp_path)
     wait_mid_write(task_id, item_id, attempt=1)
 
     # The same message published again, and a copy of the in-flight message marked
@@ -130,14 +118,14 @@ def test_duplicate_deliveries_do_nothing_harmful(api, tmp_path, start_worker, pr
     # Once more after it finished.
     convert_to_geo_raster.apply_async(args=[task_id], task_id=task_id)
     wait_until(
-        lambda: _logs(worker).count(f"Conversion {task_id}: this run stops") == 3,
+        lambda: logs(worker).count(f"Conversion {task_id}: this run stops") == 3,
         "the three duplicates to stop",
     )
     wait_until(lambda: not client.hlen("unacked"), "every message to be acknowledged")
 
     conversion = Conversion.objects.get(pk=task_id)
     assert conversion.attempts == 1
-    assert_converted_once(item_id, task_id, src, digest, lambda: _logs(worker))
+    assert_converted_once(item_id, task_id, src, digest, lambda: logs(worker))
     assert api.get(f"/api/v1/tasks/{task_id}/status").json()["state"] == "SUCCESS"
     client.close()
 
@@ -152,7 +140,7 @@ def test_cancel_while_no_worker_runs_is_honoured_for_a_queued_conversion(
 
     worker = start_worker()
     wait_until(
-        lambda: f"Conversion {task_id}: this run stops" in _logs(worker),
+        lambda: f"Conversion {task_id}: this run stops" in logs(worker),
         "the worker to receive the cancelled conversion",
     )
     conversion = Conversion.objects.get(pk=task_id)
@@ -166,7 +154,7 @@ def test_cancel_while_no_worker_runs_is_honoured_for_a_running_conversion(
     api, tmp_path, start_worker, run
 ):
     first = start_worker()
-    src, item_id, task_id, digest = _start_conversion(api, tmp_path)
+    src, item_id, task_id, digest = start_large_conversion(api, tmp_path)
     wait_mid_write(task_id, item_id, attempt=1)
     first.kill()
 
