@@ -12,6 +12,7 @@ import redis
 
 from config.celery_app import app
 from geoconvert.models import Conversion
+from geoconvert.services import conversion_reap_stale
 from geoconvert.tasks import convert_to_geo_raster
 from tagger.models import TreeItem
 from tests import rasters
@@ -168,3 +169,27 @@ def test_cancel_while_no_worker_runs_is_honoured_for_a_running_conversion(
     assert folder_files(item_id) == ["original"], "the killed run's partial file is removed"
     assert TreeItem.objects.get(pk=item_id).object_type == TreeItem.ObjectType.FILE
     assert sha256(TreeItem.objects.get(pk=item_id).file.path) == digest
+
+
+@repeat
+def test_conversion_of_a_silent_worker_is_recovered_by_the_reaper(
+    api, tmp_path, start_worker, settings, run
+):
+    """Production path for a worker that died whole: its message stays unacknowledged for
+    the visibility timeout (about an hour), so the reaper re-queues the conversion."""
+    settings.GEOCONVERT = {**settings.GEOCONVERT, "HEARTBEAT_STALE_SECONDS": 1.5}
+    first = start_worker()
+    src, item_id, task_id, digest = start_large_conversion(api, tmp_path)
+    wait_mid_write(task_id, item_id, attempt=1)
+    first.kill()
+    second = start_worker()  # default visibility timeout: it will not see the old message
+
+    wait_until(
+        lambda: task_id in conversion_reap_stale().requeued,
+        "the reaper to re-queue the silent conversion",
+        interval=0.25,
+    )
+    conversion = wait_finished(task_id)
+    assert conversion.attempts == 2
+    assert conversion.worker == second.node_name
+    assert_converted_once(item_id, task_id, src, digest, lambda: logs(first, second))
