@@ -32,9 +32,14 @@ def repeat(test):
     return pytest.mark.parametrize("run", range(REPEAT), ids=lambda n: f"run{n}")(test)
 
 
-def _reset_broker_pools() -> None:
-    if app._pool is not None:
-        app._pool.force_close_all()
+def _drop_broker_pools(close: bool) -> None:
+    """Forget the app's connection and producer pools so the next use builds them for the
+    current broker_url. kombu keeps pools in a global registry keyed by URL and hands the
+    same one back later, so only the private broker's pools (never reused) are closed."""
+    if close:
+        for pool in (app._pool, app.amqp._producer_pool):
+            if pool is not None:
+                pool.force_close_all()
     app._pool = None
     app.amqp._producer_pool = None
 
@@ -43,12 +48,12 @@ def _reset_broker_pools() -> None:
 def broker(url: str):
     """Point this process's Celery app (the API's publisher, control commands) at `url`."""
     previous = app.conf.broker_url
-    _reset_broker_pools()
+    _drop_broker_pools(close=False)
     app.conf.broker_url = url
     try:
         yield
     finally:
-        _reset_broker_pools()
+        _drop_broker_pools(close=True)
         app.conf.broker_url = previous
 
 
