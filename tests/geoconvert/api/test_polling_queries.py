@@ -1,0 +1,55 @@
+"""Status polling stays cheap: clients poll these endpoints every second or so.
+
+Token authentication costs one query (the token joined to its user); each endpoint may then
+use one more.
+"""
+
+import pytest
+
+from geoconvert.models import Conversion, Stage
+from tagger.models import TreeItem
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def running(user):
+    item = TreeItem.objects.create(
+        owner=user, name="scene.tif", object_type=TreeItem.ObjectType.FILE
+    )
+    older = Conversion.objects.create(
+        item=item, owner=user, state=Conversion.State.FAILURE, error="The file is empty."
+    )
+    newer = Conversion.objects.create(
+        item=item,
+        owner=user,
+        state=Conversion.State.PROGRESS,
+        stage=Stage.CREATING,
+        progress=50,
+    )
+    return item, older, newer
+
+
+def test_task_status_takes_at_most_two_queries(api, running, django_assert_max_num_queries):
+    _, _, conversion = running
+    with django_assert_max_num_queries(2):
+        response = api.get(f"/api/v1/tasks/{conversion.task_id}/status")
+    assert response.status_code == 200
+    assert response.json()["state"] == "PROGRESS"
+
+
+def test_conversion_status_takes_at_most_two_queries(api, running, django_assert_max_num_queries):
+    item, _, conversion = running
+    with django_assert_max_num_queries(2):
+        response = api.get(f"/api/v1/tree-items/{item.pk}/conversion-status")
+    assert response.status_code == 200
+    assert response.json()["task_id"] == str(conversion.task_id)
+
+
+def test_finished_task_status_takes_at_most_two_queries(
+    api, running, django_assert_max_num_queries
+):
+    _, conversion, _ = running
+    with django_assert_max_num_queries(2):
+        response = api.get(f"/api/v1/tasks/{conversion.task_id}/status")
+    assert response.json()["error"] == "The file is empty."

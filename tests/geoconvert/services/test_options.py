@@ -1,0 +1,37 @@
+"""The engine's options come from settings.GEOCONVERT; its defaults are the engine's."""
+
+import os
+
+import pytest
+
+from geoconvert import raster, services
+
+
+@pytest.mark.skipif(
+    any(
+        name.startswith("GEOCONVERT_")
+        and name not in ("GEOCONVERT_HEARTBEAT_SECONDS", "GEOCONVERT_HEARTBEAT_STALE_SECONDS")
+        for name in os.environ
+    ),
+    reason="GEOCONVERT_* set in the environment",
+)
+def test_settings_defaults_are_the_engines_defaults():
+    assert services.cog_options() == raster.CogOptions()
+    assert services.raster_limits() == raster.Limits()
+
+
+def test_settings_reach_the_engine(settings):
+    settings.GEOCONVERT = {
+        **settings.GEOCONVERT,
+        "COMPRESSION": "ZSTD",
+        "LEVEL": 9,
+        "NUM_THREADS": "1",
+        "CACHE_MB": 32,
+    }
+    options = services.cog_options()
+    assert (options.compression, options.level, options.num_threads, options.cache_mb) == (
+        "ZSTD",
+        9,
+        1,
+        32,
+    )

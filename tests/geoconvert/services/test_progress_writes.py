@@ -1,0 +1,95 @@
+"""A conversion writes its progress once per stage plus a heartbeat, no more.
+
+The run happens in this process (``conversion_run`` as the Celery task calls it) on a real
+raster; every UPDATE of the conversion table is counted, on every thread's connection (the
+heartbeat has its own).
+"""
+
+import math
+import re
+import threading
+import time
+
+import pytest
+from django.core.files.base import File
+from django.db.backends.signals import connection_created
+
+from geoconvert import services
+from geoconvert.models import Conversion, Stage
+from tagger.models import TreeItem
+from tests import rasters
+
+HEARTBEAT_SECONDS = 0.05
+UPDATE = re.compile(r'^\s*UPDATE\s+"?geoconvert_conversion"?\s+SET\s+(.*?)\s+WHERE', re.I | re.S)
+
+
+class ConversionUpdates:
+    """Counts UPDATEs of geoconvert_conversion on every connection opened from now on."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.heartbeats = 0
+        self.others: list[str] = []
+
+    def __call__(self, execute, sql, params, many, context):
+        match = UPDATE.match(sql)
+        if match:
+            columns = re.findall(r'"(\w+)"\s*=', match.group(1))
+            with self.lock:
+                if columns == ["heartbeat_at"]:
+                    self.heartbeats += 1
+                else:
+                    self.others.append(", ".join(columns))
+        return execute(sql, params, many, context)
+
+    def attach(self, sender, connection, **kwargs):
+        connection.execute_wrappers.append(self)
+
+
+@pytest.fixture
+def updates(settings):
+    settings.GEOCONVERT = {**settings.GEOCONVERT, "HEARTBEAT_SECONDS": HEARTBEAT_SECONDS}
+    counter = ConversionUpdates()
+    connection_created.connect(counter.attach)
+    from django.db import connection
+
+    connection.execute_wrappers.append(counter)
+    yield counter
+    connection.execute_wrappers.remove(counter)
+    connection_created.disconnect(counter.attach)
+
+
+def test_one_write_per_stage_and_a_bounded_heartbeat(transactional_db, user, tmp_path, updates):
+    src = rasters.rgb_byte_tiff(tmp_path / "rgb.tif")
+    item = TreeItem(owner=user, name="rgb.tif", object_type=TreeItem.ObjectType.FILE)
+    with open(src, "rb") as fh:
+        item.file.save("original", File(fh), save=False)
+    item.save()
+    conversion = Conversion.objects.create(item=item, owner=user)
+    mirrored = []
+    updates.others.clear()  # only the run's writes count
+
+    started = time.monotonic()
+    services.conversion_run(
+        services.RunContext(
+            task_id=str(conversion.task_id),
+            worker="test",
+            on_stage=lambda stage, progress: mirrored.append(stage),
+        )
+    )
+    elapsed = time.monotonic() - started
+
+    conversion.refresh_from_db()
+    assert conversion.state == Conversion.State.SUCCESS
+    # The claim, one write per stage the engine reports, "updating", and the final write.
+    assert len(updates.others) == 1 + 3 + 1 + 1, updates.others
+    # The result backend hears of each stage once.
+    assert mirrored == [
+        Stage.STARTING,
+        Stage.LOADING,
+        Stage.ANALYZING,
+        Stage.CREATING,
+        Stage.UPDATING,
+        Stage.COMPLETE,
+    ]
+    assert updates.heartbeats <= math.ceil(elapsed / HEARTBEAT_SECONDS) + 1
