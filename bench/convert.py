@@ -2,8 +2,8 @@
 
 For each input, the tools take turns (tagger, rio-cogeo, tagger, ...) so that load from
 whatever else runs on the machine hits both alike. Each conversion is a child process; its wall
-time is measured around it and its peak memory (max RSS) comes from ``wait4``, as
-``/usr/bin/time -v`` reports it. The first output of each tool is checked: a valid COG
+time is measured around it and its peak memory (max RSS) is what ``/usr/bin/time``
+reports. The first output of each tool is checked: a valid COG
 (rio-cogeo's ``cog_validate``), and lossless (every pixel and the nodata mask equal the
 input's).
 """
@@ -15,6 +15,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -58,17 +59,23 @@ def tools(extra_engine_options: list[str]) -> dict[str, list[str]]:
 
 
 def measure(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process."""
-    started = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
-    stderr = child.stderr.read().decode(errors="replace")
-    child.stderr.close()
-    if child.returncode != 0:
-        raise RuntimeError(f"{command} failed ({child.returncode}):\n{stderr}")
-    return seconds, usage.ru_maxrss / 1024  # Linux reports KiB
+    """Wall seconds and peak RSS (MB) of one child process, as ``/usr/bin/time`` reports them.
+
+    Through ``time`` rather than ``wait4`` here: a child started straight from this (large)
+    process would report this process's peak as its own, since Linux carries the peak RSS
+    of the memory a vforked child starts in across ``exec``.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        started = time.perf_counter()
+        done = subprocess.run(
+            ["/usr/bin/time", "-o", report.name, "-f", "%M", *command],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"{command} failed ({done.returncode}):\n{done.stderr}")
+        max_rss_kib = int(report.read().split()[-1])
+    return seconds, max_rss_kib / 1024
 
 
 def check_output(src: Path, dst: Path) -> list[str]:

