@@ -40,26 +40,26 @@ class Run:
     tool: str
     run: int
     seconds: float
+    cpu_seconds: float
     peak_rss_mb: float
     output_mb: float
+    load: float
 
 
-def tools(extra_engine_options: list[str]) -> dict[str, list[str]]:
-    return {
-        "tagger": [
-            PYTHON,
-            str(BENCH_DIR / "engine_convert.py"),
-            "{src}",
-            "{dst}",
-            *extra_engine_options,
-        ],
-        # What a user would run instead, with its defaults.
-        "rio-cogeo": [RIO, "cogeo", "create", "--quiet", "{src}", "{dst}"],
-    }
+def tools(variants: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Command templates by tool name: tagger with its defaults, tagger with other options
+    (``variants``, by name), and what a user would run instead: ``rio cogeo create``."""
+    engine = [PYTHON, str(BENCH_DIR / "engine_convert.py"), "{src}", "{dst}"]
+    commands = {"tagger": engine}
+    for name, options in variants.items():
+        commands[name] = [*engine, *options]
+    commands["rio-cogeo"] = [RIO, "cogeo", "create", "--quiet", "{src}", "{dst}"]
+    return commands
 
 
-def measure(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process, as ``/usr/bin/time`` reports them.
+def measure(command: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds and peak RSS (MB) of one child process, the latter two as
+    ``/usr/bin/time`` reports them.
 
     Through ``time`` rather than ``wait4`` here: a child started straight from this (large)
     process would report this process's peak as its own, since Linux carries the peak RSS
@@ -68,14 +68,16 @@ def measure(command: list[str]) -> tuple[float, float]:
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
         started = time.perf_counter()
         done = subprocess.run(
-            ["/usr/bin/time", "-o", report.name, "-f", "%M", *command],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            ["/usr/bin/time", "-o", report.name, "-f", "%U %S %M", *command],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         seconds = time.perf_counter() - started
         if done.returncode != 0:
             raise RuntimeError(f"{command} failed ({done.returncode}):\n{done.stderr}")
-        max_rss_kib = int(report.read().split()[-1])
-    return seconds, max_rss_kib / 1024
+        user, system, max_rss_kib = report.read().split()[-3:]
+    return seconds, float(user) + float(system), int(max_rss_kib) / 1024
 
 
 def check_output(src: Path, dst: Path) -> list[str]:
@@ -84,7 +86,7 @@ def check_output(src: Path, dst: Path) -> list[str]:
     problems = [f"not a valid COG: {errors}"] if not valid else []
     with rasterio.open(src) as a, rasterio.open(dst) as b:
         if (a.width, a.height, a.count, a.dtypes) != (b.width, b.height, b.count, b.dtypes):
-            return problems + ["shape or type differs"]
+            return [*problems, "shape or type differs"]
         if a.crs != b.crs or not a.transform.almost_equals(b.transform):
             problems.append("georeferencing differs")
         if a.nodata != b.nodata and not (np.isnan(a.nodata or 0) and np.isnan(b.nodata or 0)):
@@ -97,10 +99,10 @@ def check_output(src: Path, dst: Path) -> list[str]:
     return problems
 
 
-def run(names: list[str], runs: int, folder: Path, results: Path, engine_options: list[str]):
+def run(names: list[str], runs: int, folder: Path, results: Path, variants: dict[str, list[str]]):
     out = folder / "out"
     out.mkdir(parents=True, exist_ok=True)
-    commands = tools(engine_options)
+    commands = tools(variants)
     rows: list[Run] = []
     checks: dict[tuple[str, str], list[str]] = {}
     for name in names:
@@ -112,7 +114,7 @@ def run(names: list[str], runs: int, folder: Path, results: Path, engine_options
                 dst = out / f"{name}.{tool}.tif"
                 dst.unlink(missing_ok=True)
                 command = [part.format(src=src, dst=dst) for part in template]
-                seconds, rss = measure(command)
+                seconds, cpu, rss = measure(command)
                 row = Run(
                     name,
                     pixels,
@@ -120,58 +122,53 @@ def run(names: list[str], runs: int, folder: Path, results: Path, engine_options
                     tool,
                     i + 1,
                     round(seconds, 3),
+                    round(cpu, 2),
                     round(rss, 1),
                     round(dst.stat().st_size / 2**20, 2),
+                    os.getloadavg()[0],
                 )
                 rows.append(row)
                 print(
-                    f"{name:10} {tool:9} run {i + 1}: {seconds:6.2f} s  {rss:7.1f} MB  "
-                    f"output {row.output_mb:8.2f} MB  (load {os.getloadavg()[0]:.1f})",
+                    f"{name:10} {tool:12} run {i + 1}: {seconds:6.2f} s  cpu {cpu:6.2f} s  "
+                    f"{rss:7.1f} MB  output {row.output_mb:8.2f} MB  (load {row.load:.1f})",
                     flush=True,
                 )
                 if i == 0:
                     checks[(name, tool)] = check_output(src, dst)
                 dst.unlink()
-    write(rows, checks, results, runs)
+            write(rows, checks, results, runs)
     return rows, checks
 
 
 def summary(rows: list[Run], checks) -> list[dict]:
     table = []
-    names = list(dict.fromkeys(r.input for r in rows))
-    for name in names:
+    for name in dict.fromkeys(r.input for r in rows):
         mine = [r for r in rows if r.input == name]
-        med = {}
-        for tool in ("tagger", "rio-cogeo"):
+        medians = {}
+        for tool in dict.fromkeys(r.tool for r in mine):
             runs = [r for r in mine if r.tool == tool]
-            med[tool] = dict(
-                seconds=statistics.median(r.seconds for r in runs),
-                rss=statistics.median(r.peak_rss_mb for r in runs),
-                rss_max=max(r.peak_rss_mb for r in runs),
-                output=runs[0].output_mb,
-                runs=len(runs),
-                ok="yes" if not checks.get((name, tool)) else "; ".join(checks[(name, tool)]),
-            )
-        table.append(
-            dict(
+            medians[tool] = dict(
                 input=name,
-                pixels=mine[0].pixels,
-                input_mb=mine[0].input_mb,
-                **{
-                    "tagger_s": med["tagger"]["seconds"],
-                    "rio_cogeo_s": med["rio-cogeo"]["seconds"],
-                    "time_ratio": med["tagger"]["seconds"] / med["rio-cogeo"]["seconds"],
-                    "tagger_rss_mb": med["tagger"]["rss"],
-                    "tagger_rss_max_mb": med["tagger"]["rss_max"],
-                    "rio_cogeo_rss_mb": med["rio-cogeo"]["rss"],
-                    "tagger_out_mb": med["tagger"]["output"],
-                    "rio_cogeo_out_mb": med["rio-cogeo"]["output"],
-                    "runs": med["tagger"]["runs"],
-                    "tagger_valid_lossless": med["tagger"]["ok"],
-                    "rio_cogeo_valid_lossless": med["rio-cogeo"]["ok"],
-                },
+                pixels=runs[0].pixels,
+                input_mb=runs[0].input_mb,
+                tool=tool,
+                runs=len(runs),
+                seconds=statistics.median(r.seconds for r in runs),
+                cpu_seconds=statistics.median(r.cpu_seconds for r in runs),
+                peak_rss_mb=statistics.median(r.peak_rss_mb for r in runs),
+                peak_rss_max_mb=max(r.peak_rss_mb for r in runs),
+                output_mb=runs[0].output_mb,
+                valid_lossless="yes"
+                if not checks.get((name, tool))
+                else "; ".join(checks[(name, tool)]),
             )
-        )
+        reference = medians.get("rio-cogeo")
+        for values in medians.values():
+            values["time_ratio"] = values["seconds"] / reference["seconds"] if reference else None
+            values["cpu_ratio"] = (
+                values["cpu_seconds"] / reference["cpu_seconds"] if reference else None
+            )
+            table.append(values)
     return table
 
 
@@ -187,26 +184,20 @@ def write(rows: list[Run], checks, results: Path, runs: int) -> None:
         writer.writeheader()
         writer.writerows(table)
     lines = [
-        f"Medians of {runs} interleaved runs per tool; each conversion in a fresh process; "
-        "peak memory = max RSS of that process.",
+        f"Medians of up to {runs} interleaved runs per tool; each conversion in a fresh "
+        "process; wall and CPU time (user + system) and peak memory (max RSS) of that process. "
+        "Ratios: median over rio-cogeo's median on the same input.",
         "",
-        "| input | pixels | input MB | tagger s | rio-cogeo s | ratio | tagger peak MB "
-        "| rio-cogeo peak MB | tagger output MB | rio-cogeo output MB | valid + lossless |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| input | tool | runs | wall s | × rio-cogeo | CPU s | × rio-cogeo | peak MB "
+        "| output MB | valid COG, lossless |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for t in table:
-        ok = (
-            "yes"
-            if t["tagger_valid_lossless"] == t["rio_cogeo_valid_lossless"] == "yes"
-            else (
-                f"tagger: {t['tagger_valid_lossless']}; rio-cogeo: {t['rio_cogeo_valid_lossless']}"
-            )
-        )
+        ratio = f"{t['time_ratio']:.2f}" if t["time_ratio"] is not None else ""
+        cpu_ratio = f"{t['cpu_ratio']:.2f}" if t["cpu_ratio"] is not None else ""
         lines.append(
-            f"| {t['input']} | {t['pixels']:,} | {t['input_mb']:.0f} | {t['tagger_s']:.2f} "
-            f"| {t['rio_cogeo_s']:.2f} | {t['time_ratio']:.2f} | {t['tagger_rss_mb']:.0f} "
-            f"| {t['rio_cogeo_rss_mb']:.0f} | {t['tagger_out_mb']:.1f} | {t['rio_cogeo_out_mb']:.1f} "
-            f"| {ok} |"
+            f"| {t['input']} | {t['tool']} | {t['runs']} | {t['seconds']:.2f} | {ratio} "
+            f"| {t['cpu_seconds']:.2f} | {cpu_ratio} | {t['peak_rss_mb']:.0f} "
+            f"| {t['output_mb']:.1f} | {t['valid_lossless']} |"
         )
     (results / "convert.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))

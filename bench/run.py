@@ -37,11 +37,11 @@ def main() -> None:
     )
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument(
-        "--engine-option",
+        "--variant",
         action="append",
         default=[],
-        metavar="FIELD=VALUE",
-        help="override a CogOptions field for tagger (convert only)",
+        metavar="NAME:FIELD=VALUE,...",
+        help="also run tagger with other CogOptions, e.g. tagger-zstd:compression=ZSTD",
     )
     args = parser.parse_args()
     os.chdir(ROOT)
@@ -54,7 +54,12 @@ def main() -> None:
     elif args.what == "convert":
         from bench import convert
 
-        convert.run(names, args.runs, args.folder, args.results, args.engine_option)
+        variants = {}
+        for variant in args.variant:
+            name, _, options = variant.partition(":")
+            variants[name] = [o for o in options.split(",") if o]
+        convert.run(names, args.runs, args.folder, args.results, variants)
+        print((args.results / "convert.md").read_text())
     elif args.what == "stack":
         from bench import stack
 
