@@ -29,9 +29,5 @@ def test_settings_reach_the_engine(settings):
         "CACHE_MB": 32,
     }
     options = services.cog_options()
-    assert (options.compression, options.level, options.num_threads, options.cache_mb) == (
-        "ZSTD",
-        9,
-        1,
-        32,
-    )
+    assert (options.compression, options.level, options.cache_mb) == ("ZSTD", 9, 32)
+    assert str(options.num_threads) == "1"
