@@ -13,9 +13,10 @@ BOOTSTRAP_PYTHON ?= $(shell command -v python3.11 || command -v python3)
 PORT ?= 8000
 FLOWER_PORT ?= 5555
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 export PORT FLOWER_PORT
 
-.PHONY: help install run test migrate superuser lint format clean
+.PHONY: help install run test bench migrate superuser lint format clean
 
 help: ## List the targets
 	@echo "Usage: make TARGET [VAR=value ...]"
@@ -44,6 +45,12 @@ run: $(STAMP) ## Run the whole stack: API, worker, beat, Flower (+ embedded Redi
 test: $(STAMP) ## Run the test suite (PYTEST_ARGS="..." for extra pytest arguments)
 	@mkdir -p var
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP) ## Benchmarks: engine vs rio-cogeo, then the whole stack; see docs/performance.md
+	@mkdir -p var
+	$(PY) bench/run.py convert $(BENCH_ARGS)
+	$(PY) bench/run.py stack
+	$(PY) bench/run.py plot
 
 migrate: $(STAMP) ## Apply database migrations
 	@mkdir -p var

