@@ -81,6 +81,12 @@ class ConversionAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_operate_permission(self, request):
+        """Cancel and retry: staff holding the change permission, not those who may only view
+        (the form itself stays read-only for everyone)."""
+        user = request.user
+        return user.is_active and user.is_staff and user.has_perm("geoconvert.change_conversion")
+
     @admin.display(description="stage", ordering="stage")
     def stage_text(self, conversion):
         # The stage as the API reports it ("Loading file"), not the choice's short label.
@@ -115,11 +121,11 @@ class ConversionAdmin(admin.ModelAdmin):
             '<a href="{}">Task result {} ({})</a>', url, conversion.task_id, row["status"]
         )
 
-    @admin.action(description="Cancel selected conversions")
+    @admin.action(description="Cancel selected conversions", permissions=["operate"])
     def cancel_selected(self, request, queryset):
         self._apply(request, queryset, services.conversion_cancel, "cancelled")
 
-    @admin.action(description="Retry selected conversions")
+    @admin.action(description="Retry selected conversions", permissions=["operate"])
     def retry_selected(self, request, queryset):
         self._apply(request, queryset, services.conversion_retry, "retried")
 

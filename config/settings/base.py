@@ -97,6 +97,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# CACHES
+# ------------------------------------------------------------------------------
+# https://django-environ.readthedocs.io/en/latest/types.html#environ-env-cache-url
+# Throttling counts requests in this cache. The default is per process; production should
+# set CACHE_URL=redis://... so every API process shares the counts.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
 # STATIC AND MEDIA
 # ------------------------------------------------------------------------------
 STATIC_URL = "static/"
@@ -109,8 +116,13 @@ MEDIA_URL = "media/"
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = env("FILE_UPLOAD_TEMP_DIR", default=None)
-# Largest accepted upload (bytes); larger requests get 413.
+# Largest accepted upload (bytes); larger requests get 413 before the body is stored.
 TAGGER_MAX_UPLOAD_BYTES = env.int("TAGGER_MAX_UPLOAD_BYTES", default=2 * 1024**3)
+FILE_UPLOAD_HANDLERS = [
+    "tagger.api.uploads.UploadLimitHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # DJANGO REST FRAMEWORK
 # ------------------------------------------------------------------------------
@@ -124,10 +136,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": env.int("API_PAGE_SIZE", default=50),
     "DEFAULT_FILTER_BACKENDS": ("django_filters.rest_framework.DjangoFilterBackend",),
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "tagger.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "tagger.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
+# Conversions one user may request per period (429 beyond it), e.g. "60/min", "1000/day".
+GEOCONVERT_CONVERT_RATE = env("GEOCONVERT_CONVERT_RATE", default="60/min")
 SPECTACULAR_SETTINGS = {
     "TITLE": "tagger API",
     "DESCRIPTION": (
@@ -199,6 +213,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # django-celery-beat's database scheduler, without its habit of re-creating the result
 # cleanup entry at start (see geoconvert/beat.py): the schedule is edited in the admin.
 CELERY_BEAT_SCHEDULER = "geoconvert.beat:DatabaseScheduler"
+
+# FLOWER
+# ------------------------------------------------------------------------------
+# https://flower.readthedocs.io/en/latest/auth.html
+# When true, Flower refuses to start without a login (see flowerconfig.py).
+FLOWER_REQUIRE_AUTH = env.bool("FLOWER_REQUIRE_AUTH", default=False)
 
 # GEOCONVERT
 # ------------------------------------------------------------------------------

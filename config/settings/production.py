@@ -39,3 +39,8 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+
+# FLOWER
+# ------------------------------------------------------------------------------
+# Flower can revoke tasks and shows their arguments: never without a login here.
+FLOWER_REQUIRE_AUTH = True

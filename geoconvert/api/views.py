@@ -1,4 +1,4 @@
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
@@ -16,12 +16,23 @@ from geoconvert.api.serializers import (
     TaskListOutput,
     TaskStatusOutput,
 )
+from geoconvert.api.throttles import ConvertRateThrottle
 from geoconvert.models import Conversion
+from tagger.api.schema import ErrorOutput
 from tagger.selectors import item_get
 
 
 class ConvertItemView(APIView):
-    @extend_schema(request=ConvertInput, responses={202: ConvertAcceptedOutput})
+    throttle_classes = (ConvertRateThrottle,)
+
+    @extend_schema(
+        request=ConvertInput,
+        responses={
+            202: ConvertAcceptedOutput,
+            409: OpenApiResponse(ErrorOutput, description="Already converted."),
+            503: OpenApiResponse(ErrorOutput, description="The task queue is unavailable."),
+        },
+    )
     def post(self, request, item_id):
         item = item_get(user=request.user, item_id=item_id)
         serializer = ConvertInput(data=request.data)
@@ -69,7 +80,13 @@ class TaskViewSet(viewsets.GenericViewSet):
         conversion = selectors.conversion_get(user=request.user, task_id=pk)
         return Response(TaskStatusOutput(conversion).data)
 
-    @extend_schema(request=None, responses=CancelOutput)
+    @extend_schema(
+        request=None,
+        responses={
+            200: CancelOutput,
+            409: OpenApiResponse(ErrorOutput, description="The task has already finished."),
+        },
+    )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         conversion = selectors.conversion_get(user=request.user, task_id=pk)

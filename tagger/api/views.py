@@ -1,8 +1,7 @@
 from pathlib import Path
 
-from django.conf import settings
 from django.http import FileResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -10,8 +9,9 @@ from rest_framework.response import Response
 
 from tagger import selectors, services
 from tagger.api.filters import ItemFilter
+from tagger.api.schema import ErrorOutput
 from tagger.api.serializers import DownloadInput, ItemCreateInput, ItemOutput, ItemUpdateInput
-from tagger.errors import NotFound, PayloadTooLarge
+from tagger.errors import NotFound
 
 
 class TreeItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -32,9 +32,15 @@ class TreeItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             return None
         return selectors.item_get(user=self.request.user, item_id=parent_id)
 
-    @extend_schema(request=ItemCreateInput, responses={201: ItemOutput})
+    @extend_schema(
+        request=ItemCreateInput,
+        responses={
+            201: ItemOutput,
+            404: OpenApiResponse(ErrorOutput, description="The parent folder is not found."),
+            413: OpenApiResponse(ErrorOutput, description="The upload is over the size limit."),
+        },
+    )
     def create(self, request):
-        _reject_oversized(request)
         data = _validated(ItemCreateInput, request.data)
         item = services.item_create(
             owner=request.user,
@@ -85,15 +91,3 @@ def _validated(serializer_class, data, **kwargs) -> dict:
     serializer = serializer_class(data=data, **kwargs)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
-
-
-def _reject_oversized(request) -> None:
-    """413 before the body is read, when the client declares a size over the limit."""
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > settings.TAGGER_MAX_UPLOAD_BYTES:
-        raise PayloadTooLarge(
-            f"The upload is {length} bytes; the limit is {settings.TAGGER_MAX_UPLOAD_BYTES} bytes."
-        )

@@ -1,0 +1,48 @@
+"""The convert endpoint is throttled per user (GEOCONVERT_CONVERT_RATE)."""
+
+import pytest
+from django.core.cache import cache
+from django.core.files.base import ContentFile
+
+from tagger.services import item_create
+from tests.geoconvert.api.helpers import convert
+
+
+@pytest.fixture(autouse=True)
+def fresh_counts():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def _file(owner, name="a.tif"):
+    return item_create(owner=owner, name=name, file=ContentFile(b"x" * 10))
+
+
+def test_convert_beyond_the_rate_is_429_with_retry_after(
+    api, other_api, user, other_user, settings
+):
+    settings.GEOCONVERT_CONVERT_RATE = "2/min"
+    items = [_file(user, f"{n}.tif") for n in range(3)]
+
+    assert convert(api, items[0].pk).status_code == 202
+    assert convert(api, items[1].pk).status_code == 202
+    refused = convert(api, items[2].pk)
+
+    assert refused.status_code == 429
+    body = refused.json()
+    assert set(body) == {"code", "message"}
+    assert body["code"] == "throttled"
+    assert "throttled" in body["message"].lower()
+    assert 0 < int(refused["Retry-After"]) <= 60
+    assert not items[2].conversions.exists()
+    # Per user: someone else is not held back.
+    assert convert(other_api, _file(other_user).pk).status_code == 202
+
+
+def test_rate_comes_from_settings_at_request_time(api, user, settings):
+    settings.GEOCONVERT_CONVERT_RATE = "1/min"
+    assert convert(api, _file(user, "a.tif").pk).status_code == 202
+    assert convert(api, _file(user, "b.tif").pk).status_code == 429
+    settings.GEOCONVERT_CONVERT_RATE = "100/min"
+    assert convert(api, _file(user, "c.tif").pk).status_code == 202
