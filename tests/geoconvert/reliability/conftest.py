@@ -86,3 +86,17 @@ def start_worker(private_redis, transactional_db, tmp_path):
         worker.stop()
         # Shown by pytest when the test failed.
         print(f"--- {worker.log_path.name} ---\n{worker.log_tail(80)}")
+
+
+@pytest.fixture(autouse=True)
+def record_outcome(transactional_db, record_property):
+    """Each conversion's end state, attempts and message, in the JUnit report that
+    scripts/reliability-report tallies into docs/reliability.md."""
+    yield
+    from geoconvert.models import Conversion
+
+    for conversion in Conversion.objects.order_by("created_at"):
+        outcome = f"{conversion.state} after {conversion.attempts} attempt(s)"
+        record_property(
+            "conversion", f"{outcome}: {conversion.error}" if conversion.error else outcome
+        )
