@@ -127,6 +127,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # pytest-xdist starts its workers, which inherit REDIS_URL and so share this server.
     if config.option.help or config.option.version:
         return
+    # The SQLite test database and the test media live under var/, which a fresh clone
+    # lacks when pytest is run without `make test`.
+    from django.conf import settings
+
+    settings.VAR_DIR.mkdir(exist_ok=True)
     _ensure_redis()
 
 
