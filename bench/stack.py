@@ -41,8 +41,9 @@ GUNICORN_WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS", "3"))  # as dock
 GUNICORN_THREADS = int(os.environ.get("BENCH_GUNICORN_THREADS", "1"))
 WRK_CONNECTIONS = 50
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "20"))
-# Each poller asks every 500 ms (a client polling twice a second), then with no pause at all.
-POLL_INTERVALS_MS = (500, 0)
+# Each poller asks once a second (as a client polling a progress bar would), then with no
+# pause at all (a saturation test: latency is then connections / throughput).
+POLL_INTERVALS_MS = (1000, 0)
 
 
 def free_port() -> int:

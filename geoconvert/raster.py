@@ -160,11 +160,6 @@ class CogOptions:
     overview_resampling: str | None = None
     num_threads: int | str = "ALL_CPUS"  # threads compressing tiles and computing overviews
     cache_mb: int = 64  # GDAL_CACHEMAX for the conversion: bounds its memory
-    # How the COG driver stores the overviews it computes before writing them into the COG
-    # (a "<partial>.ovr.tmp" file, deleted at the end). GDAL's own choice is ZSTD at level 9,
-    # which took over half of the conversion's CPU time; uncompressed costs temporary disk
-    # of a third of the input's uncompressed size instead.
-    temp_compression: str = "NONE"
 
     def __post_init__(self) -> None:
         if self.compression.upper() not in LOSSLESS_COMPRESSIONS:
@@ -188,8 +183,6 @@ class CogOptions:
             raise ValueError("num_threads must be a positive int or 'ALL_CPUS'")
         if self.cache_mb < 16:
             raise ValueError("cache_mb must be at least 16")
-        if self.temp_compression.upper() not in LOSSLESS_COMPRESSIONS:
-            raise ValueError(f"temp_compression must be one of {LOSSLESS_COMPRESSIONS}")
 
 
 @dataclass(frozen=True)
@@ -237,7 +230,6 @@ def gdal_env(options: CogOptions = CogOptions()) -> rasterio.Env:
         # option) only: GDAL_NUM_THREADS would also decode the source in threads, one TIFF
         # handle per block, which tripled the CPU time on a 1-row-strip source and gained
         # nothing on a tiled, compressed one (2 cores, where compression already uses both).
-        COG_TMP_COMPRESSION=options.temp_compression.upper(),
         # Never write .aux.xml (next to the source or anywhere), never look for sidecars.
         GDAL_PAM_ENABLED="NO",
         GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR",

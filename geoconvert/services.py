@@ -510,7 +510,6 @@ def cog_options() -> raster.CogOptions:
         overview_resampling=_setting("OVERVIEW_RESAMPLING"),
         num_threads=_setting("NUM_THREADS"),
         cache_mb=_setting("CACHE_MB"),
-        temp_compression=_setting("TEMP_COMPRESSION"),
     )
 
 

@@ -236,7 +236,6 @@ GEOCONVERT = {
         env("GEOCONVERT_NUM_THREADS", default="ALL_CPUS")
     ),
     "CACHE_MB": env.int("GEOCONVERT_CACHE_MB", default=64),
-    "TEMP_COMPRESSION": env("GEOCONVERT_TEMP_COMPRESSION", default="NONE"),
     # Attempts before a conversion that keeps failing transiently (or killing its worker)
     # is marked FAILED.
     "MAX_ATTEMPTS": env.int("GEOCONVERT_MAX_ATTEMPTS", default=3),
