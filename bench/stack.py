@@ -259,10 +259,15 @@ class Client:
     def request(
         self, method: str, path: str, body: bytes | None = None, headers: dict | None = None
     ):
-        self.connection.request(
-            method, path, body=body, headers={**self.headers, **(headers or {})}
-        )
-        response = self.connection.getresponse()
+        headers = {**self.headers, **(headers or {})}
+        try:
+            self.connection.request(method, path, body=body, headers=headers)
+            response = self.connection.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # The server closed the idle kept-alive connection (gthread's keep-alive timeout).
+            self.connection.close()
+            self.connection.request(method, path, body=body, headers=headers)
+            response = self.connection.getresponse()
         data = response.read()
         try:
             return response.status, json.loads(data) if data else None
@@ -336,7 +341,14 @@ def wrk(port: int, token: str, path: str, folder: Path, interval_ms: int) -> dic
     script = folder / "token.lua"
     script.write_text(
         f'wrk.headers["Authorization"] = "Token {token}"\n'
-        + (f"function delay() return {interval_ms} end\n" if interval_ms else "")
+        # Pollers are independent clients: each waits 0.5-1.5 x interval_ms at random, so
+        # they do not all ask in the same millisecond as wrk's connections otherwise would.
+        + (
+            "math.randomseed(math.floor(os.clock() * 1e6))\n"
+            f"function delay() return math.random({interval_ms // 2}, {interval_ms * 3 // 2}) end\n"
+            if interval_ms
+            else ""
+        )
         + WRK_LUA
     )
     done = subprocess.run(
@@ -488,7 +500,11 @@ def write(report: dict, results: Path) -> None:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in report["polling"].values():
-        wait = f"{s['interval_ms']} ms" if s["interval_ms"] else "nothing (saturation)"
+        wait = (
+            f"{s['interval_ms'] / 2000:g}–{s['interval_ms'] * 3 / 2000:g} s at random"
+            if s["interval_ms"]
+            else "nothing (saturation)"
+        )
         lines.append(
             f"| `{s['endpoint']}` | {wait} | {s['rps']:.0f} | {s['p50_ms']:.1f} "
             f"| {s['p90_ms']:.1f} | {s['p99_ms']:.1f} | {s['max_ms']:.1f} | {s['non2xx']} "
