@@ -73,6 +73,13 @@ class Stack:
         self.token = ""
 
     def __enter__(self) -> Stack:
+        try:
+            return self._start()
+        except BaseException:
+            self.__exit__()  # a failed start must not leave Redis or gunicorn running
+            raise
+
+    def _start(self) -> Stack:
         if self.folder.exists():
             shutil.rmtree(self.folder)
         self.folder.mkdir(parents=True)
