@@ -6,22 +6,7 @@ from django.utils.html import format_html
 from tagger import services
 from tagger.models import GeoRaster, TreeItem
 
-GEO_RASTER_FIELDS = (
-    "file",
-    "crs",
-    "bounds",
-    "bounds_wgs84",
-    "width",
-    "height",
-    "count",
-    "dtypes",
-    "nodata",
-    "resolution",
-    "overviews",
-    "compression",
-    "size_bytes",
-    "created_at",
-)
+GEO_RASTER_FIELDS = ("file", *GeoRaster.METADATA_FIELDS, "created_at")
 
 
 class LatestConversionStateFilter(admin.SimpleListFilter):

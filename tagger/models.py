@@ -68,21 +68,27 @@ class GeoRaster(models.Model):
     size_bytes = models.BigIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
 
+    METADATA_FIELDS = (
+        "crs",
+        "bounds",
+        "bounds_wgs84",
+        "width",
+        "height",
+        "count",
+        "dtypes",
+        "nodata",
+        "resolution",
+        "overviews",
+        "compression",
+        "size_bytes",
+    )
+
     def __str__(self) -> str:
         return f"COG of {self.item}"
 
     def as_metadata(self) -> dict:
-        return {
-            "crs": self.crs or None,
-            "bounds": self.bounds,
-            "bounds_wgs84": self.bounds_wgs84,
-            "width": self.width,
-            "height": self.height,
-            "count": self.count,
-            "dtypes": self.dtypes,
-            "nodata": self.nodata,
-            "resolution": self.resolution,
-            "overviews": self.overviews,
-            "compression": self.compression or None,
-            "size_bytes": self.size_bytes,
-        }
+        """The metadata the API reports (`geo_raster` of an item, `result` of a task)."""
+        metadata = {field: getattr(self, field) for field in self.METADATA_FIELDS}
+        metadata["crs"] = self.crs or None
+        metadata["compression"] = self.compression or None
+        return metadata

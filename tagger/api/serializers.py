@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from tagger.models import GeoRaster, TreeItem
@@ -6,20 +7,7 @@ from tagger.models import GeoRaster, TreeItem
 class GeoRasterOutput(serializers.ModelSerializer):
     class Meta:
         model = GeoRaster
-        fields = (
-            "crs",
-            "bounds",
-            "bounds_wgs84",
-            "width",
-            "height",
-            "count",
-            "dtypes",
-            "nodata",
-            "resolution",
-            "overviews",
-            "compression",
-            "size_bytes",
-        )
+        fields = GeoRaster.METADATA_FIELDS
 
 
 class ItemOutput(serializers.ModelSerializer):
@@ -38,6 +26,7 @@ class ItemOutput(serializers.ModelSerializer):
             "geo_raster",
         )
 
+    @extend_schema_field(GeoRasterOutput(allow_null=True))
     def get_geo_raster(self, item: TreeItem) -> dict | None:
         # Present once the COG is in place and its metadata saved.
         if item.object_type != TreeItem.ObjectType.GEO_RASTER_FILE:
