@@ -22,7 +22,6 @@ from tagger.services import item_create
 from tests import rasters
 
 
-
 @pytest.fixture(autouse=True)
 def _no_heartbeat(settings):
     """These tests run inside the test's transaction, which the heartbeat thread (a
