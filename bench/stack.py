@@ -262,43 +262,14 @@ http {{
                 time.sleep(0.2)
         else:
             raise RuntimeError("gunicorn did not answer; see " + str(self.folder / "gunicorn.log"))
-        ping = subprocess.run(
-            [
-                PYTHON,
-                "-m",
-                "celery",
-                "-A",
-                "config.celery_app",
-                "inspect",
-                "ping",
-                "--timeout",
-                "2",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-        )
-        while "pong" not in ping.stdout and time.monotonic() < deadline:
+        ping = [PYTHON, "-m", "celery", "-A", "config.celery_app", "inspect", "ping"]
+        ping += ["--timeout", "2"]
+        while True:
+            answer = subprocess.run(ping, cwd=ROOT, env=self.env, capture_output=True, text=True)
+            if "pong" in answer.stdout or time.monotonic() >= deadline:
+                break
             time.sleep(0.5)
-            ping = subprocess.run(
-                [
-                    PYTHON,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "config.celery_app",
-                    "inspect",
-                    "ping",
-                    "--timeout",
-                    "2",
-                ],
-                cwd=ROOT,
-                env=self.env,
-                capture_output=True,
-                text=True,
-            )
-        if "pong" not in ping.stdout:
+        if "pong" not in answer.stdout:
             raise RuntimeError("the worker did not answer a ping; see worker.log")
 
     def client(self) -> Client:

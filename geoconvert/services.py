@@ -7,6 +7,7 @@ running conversion) live in one place.
 
 import logging
 import random
+import shutil
 import threading
 import time
 import traceback
@@ -20,6 +21,7 @@ from pathlib import Path
 from celery import current_app
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db.models import F, Q
 from django.db.utils import InterfaceError, OperationalError
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
@@ -527,8 +529,6 @@ def _georef(params: dict) -> raster.Georef | None:
 
 
 def _plus_one():
-    from django.db.models import F
-
     return F("attempts") + 1
 
 
@@ -643,9 +643,7 @@ def conversion_reap_stale(*, now=None) -> ReapSummary:
     comes back to life (or another reaper) is never overruled.
     """
     now = now or timezone.now()
-    cutoff = now - timezone.timedelta(seconds=_setting("HEARTBEAT_STALE_SECONDS"))
-    from django.db.models import Q
-
+    cutoff = _stale_before(now)
     stale = Conversion.objects.filter(state=Conversion.State.PROGRESS).filter(
         Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
     )
@@ -724,10 +722,6 @@ def orphan_files_remove(*, min_age_seconds: float | None = None, now=None) -> Or
     is written before its row commits, and a large conversion writes for a long time.
     Paths in the summary are relative to MEDIA_ROOT.
     """
-    import shutil
-
-    from tagger.models import TreeItem as Item
-
     root = Path(settings.MEDIA_ROOT)
     if min_age_seconds is None:
         min_age_seconds = _setting("ORPHAN_MIN_AGE_SECONDS")
@@ -737,7 +731,7 @@ def orphan_files_remove(*, min_age_seconds: float | None = None, now=None) -> Or
         item_id = _uuid_or_none(directory.name)
         if item_id and directory.is_dir():
             item_dirs[item_id] = directory
-    existing = set(Item.objects.filter(pk__in=item_dirs).values_list("pk", flat=True))
+    existing = set(TreeItem.objects.filter(pk__in=item_dirs).values_list("pk", flat=True))
     converting = set(
         Conversion.objects.filter(
             item_id__in=existing,
