@@ -3,8 +3,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django_celery_results.models import TaskResult
 
-from geoconvert import services
 from geoconvert.models import Conversion
+from geoconvert.services import conversions
 from tagger.errors import ApplicationError
 
 
@@ -123,11 +123,11 @@ class ConversionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel selected conversions", permissions=["operate"])
     def cancel_selected(self, request, queryset):
-        self._apply(request, queryset, services.conversion_cancel, "cancelled")
+        self._apply(request, queryset, conversions.conversion_cancel, "cancelled")
 
     @admin.action(description="Retry selected conversions", permissions=["operate"])
     def retry_selected(self, request, queryset):
-        self._apply(request, queryset, services.conversion_retry, "retried")
+        self._apply(request, queryset, conversions.conversion_retry, "retried")
 
     def _apply(self, request, queryset, service, verb):
         """Call `service` on each selected conversion; report how many it accepted and, for

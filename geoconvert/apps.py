@@ -3,7 +3,7 @@ from django.db.models.signals import post_migrate
 
 
 def _register_periodic_tasks(sender, **kwargs):
-    from geoconvert.services import periodic_tasks_register
+    from geoconvert.beat import periodic_tasks_register
 
     periodic_tasks_register()
 

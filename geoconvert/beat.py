@@ -1,4 +1,77 @@
+"""Beat's schedule: the periodic tasks tagger runs, registered at `migrate`, then edited in
+the admin (django-celery-beat's database scheduler)."""
+
+from dataclasses import dataclass
+
 from django_celery_beat import schedulers
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+
+@dataclass(frozen=True)
+class PeriodicTaskSpec:
+    task: str
+    every_seconds: int | None = None
+    crontab: str | None = None  # "minute hour day_of_month month_of_year day_of_week"
+    description: str = ""
+
+
+# Beat's schedule (django-celery-beat): registered by `migrate`, then edited in the admin.
+PERIODIC_TASKS = {
+    "Clean up expired task results": PeriodicTaskSpec(
+        task="celery.backend_cleanup",
+        crontab="0 4 * * *",
+        description="Deletes task results older than CELERY_RESULT_EXPIRES.",
+    ),
+    "Reap stale conversions": PeriodicTaskSpec(
+        task="geoconvert.tasks.reap_stale_conversions",
+        every_seconds=60,
+        description="Re-queues or fails conversions whose worker stopped sending heartbeats.",
+    ),
+    "Remove orphaned files": PeriodicTaskSpec(
+        task="geoconvert.tasks.remove_orphaned_files",
+        every_seconds=3600,
+        description="Deletes leftover .partial files and directories of deleted items.",
+    ),
+}
+
+
+def periodic_tasks_register() -> list[str]:
+    """Create the periodic tasks that do not exist yet; returns their names.
+
+    Existing ones are left as they are, so what an operator changed in the admin (schedule,
+    enabled) survives every `migrate`.
+    """
+    created = []
+    for name, spec in PERIODIC_TASKS.items():
+        if PeriodicTask.objects.filter(name=name).exists():
+            continue
+        schedule = {}
+        if spec.every_seconds:
+            schedule["interval"], _ = IntervalSchedule.objects.get_or_create(
+                every=spec.every_seconds, period=IntervalSchedule.SECONDS
+            )
+        else:
+            minute, hour, day_of_month, month_of_year, day_of_week = spec.crontab.split()
+            schedule["crontab"], _ = CrontabSchedule.objects.get_or_create(
+                minute=minute,
+                hour=hour,
+                day_of_month=day_of_month,
+                month_of_year=month_of_year,
+                day_of_week=day_of_week,
+                timezone="UTC",
+            )
+        # A run that could not start before the next one is due is dropped, not piled up.
+        expires = spec.every_seconds or 12 * 3600
+        PeriodicTask.objects.create(
+            name=name,
+            task=spec.task,
+            queue="default",
+            expire_seconds=expires,
+            description=spec.description,
+            **schedule,
+        )
+        created.append(name)
+    return created
 
 
 class DatabaseScheduler(schedulers.DatabaseScheduler):
@@ -6,7 +79,7 @@ class DatabaseScheduler(schedulers.DatabaseScheduler):
 
     The parent rewrites a `celery.backend_cleanup` entry at every start, undoing what an
     operator set in the admin. tagger registers that cleanup itself at migrate time, as
-    "Clean up expired task results" (geoconvert.services.PERIODIC_TASKS).
+    "Clean up expired task results" (PERIODIC_TASKS above).
     """
 
     def install_default_entries(self, data):

@@ -120,7 +120,7 @@ def check_beat_schedule() -> Check:
     """The periodic tasks tagger registers exist and are enabled."""
     from django_celery_beat.models import PeriodicTask
 
-    from geoconvert.services import PERIODIC_TASKS
+    from geoconvert.beat import PERIODIC_TASKS
 
     try:
         rows = {t.name: t for t in PeriodicTask.objects.filter(name__in=PERIODIC_TASKS)}

@@ -1,18 +1,15 @@
+"""The Celery tasks: each takes primitive ids and calls a service."""
+
 import logging
 
 from celery import shared_task
 from celery.exceptions import Ignore
 from kombu.exceptions import OperationalError as BrokerError
 
-from geoconvert.services import (
-    TASK_NAME,
-    TRANSIENT_DB_ERRORS,
-    ConversionStopped,
-    RunContext,
-    conversion_reap_stale,
-    conversion_run,
-    orphan_files_remove,
-)
+from geoconvert.services.db import TRANSIENT_DB_ERRORS
+from geoconvert.services.housekeeping import conversion_reap_stale, orphan_files_remove
+from geoconvert.services.run import ConversionStopped, RunContext, conversion_run
+from geoconvert.services.transitions import TASK_NAME
 
 logger = logging.getLogger(__name__)
 

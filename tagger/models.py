@@ -3,16 +3,18 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from tagger.storage import item_file_path
+
 
 def item_storage_path(instance: "TreeItem", filename: str) -> str:
     # Server-generated: the user's file name is data (kept in `name`), never part of a path.
-    return f"items/{instance.owner_id}/{instance.id.hex}/original"
+    return item_file_path(instance, "original")
 
 
 def geo_raster_storage_path(instance: "GeoRaster", filename: str) -> str:
     # `filename` tells runs apart: two runs of one conversion (a duplicate delivery) never
     # write, or remove, each other's output.
-    return f"items/{instance.item.owner_id}/{instance.item_id.hex}/{filename or 'geo_raster.tif'}"
+    return item_file_path(instance.item, filename or "geo_raster.tif")
 
 
 class TreeItem(models.Model):

@@ -5,10 +5,12 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.utils import timezone
 
 from tagger.errors import ApplicationError, PayloadTooLarge
-from tagger.models import TreeItem
+from tagger.models import GeoRaster, TreeItem
 from tagger.selectors import item_subtree_ids
+from tagger.storage import item_dir
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +95,17 @@ def item_delete(*, item: TreeItem) -> None:
     transaction.on_commit(lambda: _remove_item_dirs(items))
 
 
+@transaction.atomic
+def geo_raster_publish(*, item_id, file_name: str, metadata: dict) -> None:
+    """Make the item a geo-raster file whose COG is `file_name` (relative to MEDIA_ROOT),
+    described by `metadata` (GeoRaster.METADATA_FIELDS)."""
+    GeoRaster.objects.update_or_create(item_id=item_id, defaults={"file": file_name, **metadata})
+    TreeItem.objects.filter(pk=item_id).update(
+        object_type=TreeItem.ObjectType.GEO_RASTER_FILE, updated_at=timezone.now()
+    )
+
+
 def _remove_item_dirs(items) -> None:
     root = Path(settings.MEDIA_ROOT)
     for item in items:
-        directory = root / "items" / str(item.owner_id) / item.pk.hex
-        shutil.rmtree(directory, ignore_errors=True)
+        shutil.rmtree(root / item_dir(item), ignore_errors=True)

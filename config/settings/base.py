@@ -222,20 +222,28 @@ FLOWER_REQUIRE_AUTH = env.bool("FLOWER_REQUIRE_AUTH", default=False)
 
 # GEOCONVERT
 # ------------------------------------------------------------------------------
-# The conversion engine's limits and tuning knobs (see README, "Configuration").
-GEOCONVERT = {
-    "MAX_PIXELS": env.int("GEOCONVERT_MAX_PIXELS", default=1_000_000_000),
-    "MAX_UNCOMPRESSED_BYTES": env.int("GEOCONVERT_MAX_UNCOMPRESSED_BYTES", default=16 * 1024**3),
-    "COMPRESSION": env("GEOCONVERT_COMPRESSION", default="DEFLATE"),
-    "LEVEL": env.int("GEOCONVERT_LEVEL", default=None),
-    "PREDICTOR": env.bool("GEOCONVERT_PREDICTOR", default=True),
-    "BLOCKSIZE": env.int("GEOCONVERT_BLOCKSIZE", default=512),
-    "OVERVIEW_RESAMPLING": env("GEOCONVERT_OVERVIEW_RESAMPLING", default=None),
+# The conversion engine's options and limits: each GEOCONVERT_* variable that is set
+# overrides the engine's own default (geoconvert.raster.CogOptions and Limits, where every
+# default is defined); unset ones are left out. See docs/configuration.md.
+_ENGINE_SETTINGS = {
+    "MAX_PIXELS": env.int,
+    "MAX_UNCOMPRESSED_BYTES": env.int,
+    "COMPRESSION": env.str,
+    "LEVEL": env.int,
+    "PREDICTOR": env.bool,
+    "BLOCKSIZE": env.int,
+    "OVERVIEW_RESAMPLING": env.str,
     # A number of threads, or ALL_CPUS.
-    "NUM_THREADS": (lambda v: int(v) if v.isdigit() else v)(
-        env("GEOCONVERT_NUM_THREADS", default="ALL_CPUS")
-    ),
-    "CACHE_MB": env.int("GEOCONVERT_CACHE_MB", default=64),
+    "NUM_THREADS": lambda name: (lambda v: int(v) if v.isdigit() else v)(env.str(name)),
+    "CACHE_MB": env.int,
+}
+GEOCONVERT = {
+    key: read(f"GEOCONVERT_{key}")
+    for key, read in _ENGINE_SETTINGS.items()
+    if env.str(f"GEOCONVERT_{key}", default="") != ""
+}
+# How the conversions run, around the engine.
+GEOCONVERT |= {
     # Attempts before a conversion that keeps failing transiently (or killing its worker)
     # is marked FAILED.
     "MAX_ATTEMPTS": env.int("GEOCONVERT_MAX_ATTEMPTS", default=3),

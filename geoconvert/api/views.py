@@ -5,7 +5,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from geoconvert import health, selectors, services
+from geoconvert import health, selectors
 from geoconvert.api.serializers import (
     CancelOutput,
     ConvertAcceptedOutput,
@@ -18,6 +18,7 @@ from geoconvert.api.serializers import (
 )
 from geoconvert.api.throttles import ConvertRateThrottle
 from geoconvert.models import Conversion
+from geoconvert.services import conversions
 from tagger.api.schema import ErrorOutput
 from tagger.selectors import item_get
 
@@ -37,7 +38,7 @@ class ConvertItemView(APIView):
         item = item_get(user=request.user, item_id=item_id)
         serializer = ConvertInput(data=request.data)
         serializer.is_valid(raise_exception=True)
-        conversion, _ = services.conversion_start(item=item, **serializer.validated_data)
+        conversion, _ = conversions.conversion_start(item=item, **serializer.validated_data)
         body = {
             "task_id": str(conversion.task_id),
             "status": "STARTED",
@@ -90,7 +91,7 @@ class TaskViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         conversion = selectors.conversion_get(user=request.user, task_id=pk)
-        conversion = services.conversion_cancel(conversion=conversion)
+        conversion = conversions.conversion_cancel(conversion=conversion)
         body = {
             "task_id": str(conversion.task_id),
             "status": "CANCELLED",

@@ -14,7 +14,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from rest_framework.authtoken.models import Token
 
-from geoconvert.services import conversion_start
+from geoconvert.services.conversions import conversion_start
 from tagger.services import item_create
 
 schemathesis = pytest.importorskip("schemathesis")

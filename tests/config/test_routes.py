@@ -8,7 +8,7 @@ import pytest
 from django.core.files.base import ContentFile
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from geoconvert.services import conversion_start
+from geoconvert.services.conversions import conversion_start
 from tagger.services import item_create
 
 # Open to anyone on purpose: getting a token, the API's description, the health check.

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from geoconvert import raster
 from geoconvert.management.commands._output import EXIT_FAILED, EXIT_USAGE
 from geoconvert.models import STAGE_PROGRESS, Stage
-from geoconvert.services import STEP_STAGES, cog_options, raster_limits
+from geoconvert.services.engine import STEP_STAGES, cog_options, raster_limits
 
 INTERRUPTED = 130  # what a shell reports for Ctrl-C
 

@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from geoconvert.management.commands._output import EXIT_FAILED, EXIT_USAGE, duration, shorten, table
 from geoconvert.selectors import conversion_retry_candidates
-from geoconvert.services import conversion_retry
+from geoconvert.services.conversions import conversion_retry
 from tagger.errors import ApplicationError
 from tagger.selectors import as_uuid
 

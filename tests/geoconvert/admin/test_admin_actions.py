@@ -5,7 +5,7 @@ from django.contrib.auth.models import Permission
 from django.core.files.base import ContentFile
 
 from geoconvert.models import Conversion
-from geoconvert.services import conversion_start
+from geoconvert.services.conversions import conversion_start
 from tagger.services import item_create
 from tests.factories import UserFactory
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from geoconvert.models import Conversion
-from geoconvert.services import conversion_start
+from geoconvert.services.conversions import conversion_start
 from tagger.services import item_create
 from tests.factories import UserFactory
 

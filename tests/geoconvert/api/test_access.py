@@ -5,7 +5,7 @@ import uuid
 import pytest
 from django.core.files.base import ContentFile
 
-from geoconvert.services import conversion_start
+from geoconvert.services.conversions import conversion_start
 from tagger.services import item_create
 
 

@@ -3,7 +3,7 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from geoconvert.models import Conversion
-from geoconvert.services import conversion_start
+from geoconvert.services.conversions import conversion_start
 from tagger.services import item_create
 
 

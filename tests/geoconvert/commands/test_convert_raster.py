@@ -5,7 +5,7 @@ import rasterio
 from rio_cogeo.cogeo import cog_validate
 
 from geoconvert import raster
-from geoconvert.services import cog_options
+from geoconvert.services.engine import cog_options
 from tests import rasters
 from tests.geoconvert.commands.helpers import run, run_process
 
@@ -21,7 +21,7 @@ def test_converts_like_the_worker(tmp_path, settings):
     info = json.loads(out)
     assert cog_validate(str(dst))[0]
     with rasterio.open(dst) as cog:
-        # The settings the worker reads (geoconvert.services.cog_options) were applied.
+        # The settings the worker reads (geoconvert.services.engine.cog_options) were applied.
         assert cog.compression.name.upper() == "LZW" == cog_options().compression
         assert cog.block_shapes[0] == (256, 256)
         assert info["width"] == cog.width and info["crs"] == cog.crs.to_string()

@@ -12,7 +12,7 @@ import redis
 
 from config.celery_app import app
 from geoconvert.models import Conversion
-from geoconvert.services import conversion_reap_stale
+from geoconvert.services.housekeeping import conversion_reap_stale
 from geoconvert.tasks import convert_to_geo_raster
 from tagger.models import TreeItem
 from tests import rasters

@@ -7,15 +7,8 @@ from django.core.files import File
 from django_celery_results.models import TaskResult
 
 from geoconvert.models import Conversion
-from geoconvert.services import (
-    ConversionFailed,
-    ConversionStopped,
-    RunContext,
-    conversion_cancel,
-    conversion_retry,
-    conversion_run,
-    conversion_start,
-)
+from geoconvert.services.conversions import conversion_cancel, conversion_retry, conversion_start
+from geoconvert.services.run import ConversionFailed, ConversionStopped, RunContext, conversion_run
 from tagger.errors import ApplicationError, Conflict
 from tagger.models import TreeItem
 from tagger.services import item_create

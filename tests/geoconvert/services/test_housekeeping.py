@@ -14,14 +14,10 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
 
 import geoconvert.tasks  # noqa: F401  (registers the tasks, as the worker's autodiscovery does)
+from geoconvert.beat import PERIODIC_TASKS, periodic_tasks_register
 from geoconvert.models import Conversion
-from geoconvert.services import (
-    PERIODIC_TASKS,
-    conversion_reap_stale,
-    conversion_start,
-    orphan_files_remove,
-    periodic_tasks_register,
-)
+from geoconvert.services.conversions import conversion_start
+from geoconvert.services.housekeeping import conversion_reap_stale, orphan_files_remove
 from tagger.services import item_create
 
 

@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from geoconvert import raster, services
+from geoconvert import raster
+from geoconvert.services import engine
 
 
 @pytest.mark.skipif(
@@ -16,8 +17,8 @@ from geoconvert import raster, services
     reason="GEOCONVERT_* set in the environment",
 )
 def test_settings_defaults_are_the_engines_defaults():
-    assert services.cog_options() == raster.CogOptions()
-    assert services.raster_limits() == raster.Limits()
+    assert engine.cog_options() == raster.CogOptions()
+    assert engine.raster_limits() == raster.Limits()
 
 
 def test_settings_reach_the_engine(settings):
@@ -28,6 +29,6 @@ def test_settings_reach_the_engine(settings):
         "NUM_THREADS": "1",
         "CACHE_MB": 32,
     }
-    options = services.cog_options()
+    options = engine.cog_options()
     assert (options.compression, options.level, options.cache_mb) == ("ZSTD", 9, 32)
     assert str(options.num_threads) == "1"

@@ -14,8 +14,8 @@ import pytest
 from django.core.files.base import File
 from django.db.backends.signals import connection_created
 
-from geoconvert import services
 from geoconvert.models import Conversion, Stage
+from geoconvert.services import run
 from tagger.models import TreeItem
 from tests import rasters
 
@@ -70,8 +70,8 @@ def test_one_write_per_stage_and_a_bounded_heartbeat(transactional_db, user, tmp
     updates.others.clear()  # only the run's writes count
 
     started = time.monotonic()
-    services.conversion_run(
-        services.RunContext(
+    run.conversion_run(
+        run.RunContext(
             task_id=str(conversion.task_id),
             worker="test",
             on_stage=lambda stage, progress: mirrored.append(stage),

@@ -8,7 +8,7 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from geoconvert.models import Conversion
-from geoconvert.services import conversion_start
+from geoconvert.services.conversions import conversion_start
 from tagger.models import GeoRaster, TreeItem
 from tagger.services import item_create
 from tests.factories import UserFactory
