@@ -33,6 +33,8 @@ from geoconvert.raster import (
     convert,
     describe,
 )
+from geoconvert.raster import plan as raster_plan
+from geoconvert.raster import source as raster_source
 from tests import rasters
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
@@ -142,7 +144,7 @@ def test_output_is_tiled_compressed_with_overviews(src_dir: Path, out_dir: Path)
 def test_large_rasters_keep_gdals_compressed_temporary_overviews(
     monkeypatch: pytest.MonkeyPatch, src_dir: Path, out_dir: Path
 ):
-    monkeypatch.setattr(raster, "UNCOMPRESSED_OVERVIEWS_MAX_BYTES", 0)
+    monkeypatch.setattr(raster_plan, "UNCOMPRESSED_OVERVIEWS_MAX_BYTES", 0)
     src = rasters.rgb_byte_tiff(src_dir / "rgb.tif")
 
     cog, info = convert_checked(src, out_dir)
@@ -505,7 +507,7 @@ class CancelSwitch:
 @pytest.fixture
 def poll_every_read(monkeypatch: pytest.MonkeyPatch) -> None:
     """Ask should_cancel on every read: small test rasters are written in far under 1 s."""
-    monkeypatch.setattr(raster, "CANCEL_POLL_SECONDS", 0.0)
+    monkeypatch.setattr(raster_source, "CANCEL_POLL_SECONDS", 0.0)
 
 
 def test_progress_steps_are_reported_once_each_in_order(src_dir: Path, out_dir: Path):

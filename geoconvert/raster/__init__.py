@@ -1,0 +1,47 @@
+"""The conversion engine: one uploaded raster file in, one Cloud-Optimized GeoTIFF out.
+
+Plain rasterio, no Django: the service calls ``convert()`` and maps ``Step``s, ``RasterError``
+and ``ConversionCancelled`` onto its models; the engine can be run, tested and benchmarked alone.
+
+Safety: an upload is hostile until proven otherwise. Its first bytes must name a self-contained
+format (``ALLOWED_DRIVERS``) and GDAL opens it with that one driver only, reading through an
+opener that serves exactly that file, read-only; PAM, sidecars and the network are fenced off
+(``gdal_env()``); size limits are checked from the header before any pixel is read; the text of
+a ``RasterError`` is ours, GDAL's own (which names server paths) is only logged.
+
+Modules: ``options`` (options, limits, steps, result, errors: the defaults live there),
+``source`` (the boundary for the untrusted file: identify, open, read, cancel), ``validate``
+(request and size checks), ``plan`` (georeferencing, warp, creation options), ``write``
+(``convert()``, through a partial file), ``describe`` (a finished COG's metadata).
+"""
+
+from .describe import describe
+from .options import (
+    CogOptions,
+    ConversionCancelled,
+    Georef,
+    Limits,
+    RasterError,
+    RasterInfo,
+    Step,
+)
+from .source import _SIGNATURES as _SIGNATURES  # read by the tests; not in __all__
+from .source import ALLOWED_DRIVERS, gdal_env
+from .source import CANCEL_POLL_SECONDS as CANCEL_POLL_SECONDS  # read by the tests; not in __all__
+from .validate import check_request
+from .write import convert
+
+__all__ = [
+    "check_request",
+    "ALLOWED_DRIVERS",
+    "CogOptions",
+    "ConversionCancelled",
+    "Georef",
+    "Limits",
+    "RasterError",
+    "RasterInfo",
+    "Step",
+    "convert",
+    "describe",
+    "gdal_env",
+]

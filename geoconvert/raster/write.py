@@ -1,0 +1,130 @@
+"""``convert()``: one upload in, one COG out, or nothing at all.
+
+One pass through GDAL's COG driver (no intermediate GeoTIFF as rio-cogeo makes): tiled,
+lossless, overviews, CRS, geotransform, nodata, masks and colour table kept. It is written to
+``.<dst name>.<uuid>.partial`` in dst's folder and moved into place with ``os.replace`` only
+when complete; on any error or cancel every partial file is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import uuid
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import rasterio
+import rasterio.shutil
+from rasterio.errors import NotGeoreferencedWarning
+
+from .describe import describe
+from .options import (
+    COPY_ERRORS,
+    CogOptions,
+    ConversionCancelled,
+    Georef,
+    Limits,
+    RasterError,
+    RasterInfo,
+    Step,
+)
+from .plan import creation_options, planned, temporary_file_config
+from .source import CancelWatch, gdal_env, open_source
+from .validate import check_georef, check_limits, parse_crs
+
+logger = logging.getLogger(__name__)
+
+
+def convert(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    target_crs: str | None = None,
+    georef: Georef | None = None,
+    options: CogOptions = CogOptions(),
+    limits: Limits = Limits(),
+    progress: Callable[[Step], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> RasterInfo:
+    """Write ``src`` as a COG at ``dst`` and describe the result.
+
+    Raises ``RasterError`` for input that cannot be converted, ``ConversionCancelled`` when
+    ``should_cancel()`` returned true; in both cases dst is untouched and no partial file stays.
+    """
+    src_path, dst_path = Path(src).absolute(), Path(dst).absolute()
+    _check_paths(src_path, dst_path)
+    dst_crs = parse_crs(target_crs, "target CRS") if target_crs is not None else None
+    georef_crs = check_georef(georef) if georef is not None else None
+    report = progress or (lambda step: None)
+    watch = CancelWatch(should_cancel)
+
+    partial = dst_path.with_name(f".{dst_path.name}.{uuid.uuid4().hex}.partial")
+    try:
+        watch.check()
+        report(Step.LOAD)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with gdal_env(options), open_source(src_path, watch) as dataset:
+                check_limits(dataset.width, dataset.height, dataset.dtypes, limits)
+                watch.check()
+                report(Step.ANALYZE)
+                with planned(dataset, georef, georef_crs, dst_crs) as plan:
+                    check_limits(plan.width, plan.height, dataset.dtypes, limits)
+                    creation = creation_options(plan, options)
+                    watch.check()
+                    report(Step.WRITE)
+                    with rasterio.Env(**temporary_file_config(plan, dataset.dtypes)):
+                        _write_cog(plan.dataset, partial, creation, watch)
+            watch.check(force=True)
+            info = describe(partial)
+        os.replace(partial, dst_path)
+        return _with_size(info, dst_path)
+    except BaseException:
+        _remove_partials(partial)
+        raise
+
+
+def _check_paths(src: Path, dst: Path) -> None:
+    if not src.is_file():
+        raise FileNotFoundError(f"source is not a file: {src}")
+    if dst == src or (dst.exists() and os.path.samefile(src, dst)):
+        raise ValueError("dst must differ from src: the source is never overwritten")
+    if dst.is_dir():
+        raise IsADirectoryError(f"dst is a directory: {dst}")
+    if not dst.parent.is_dir():
+        raise FileNotFoundError(f"dst's folder does not exist: {dst.parent}")
+
+
+def _write_cog(dataset, partial: Path, creation: dict[str, Any], watch: CancelWatch) -> None:
+    watch.arm()
+    try:
+        rasterio.shutil.copy(dataset, partial, driver="COG", **creation)
+    except COPY_ERRORS as exc:
+        watch.raise_swallowed()
+        if watch.cancelled:
+            raise ConversionCancelled("The conversion was cancelled.") from None
+        logger.info("COG write failed: %s", exc)
+        raise RasterError(
+            "The raster data is truncated or corrupt: its pixels could not all be read."
+        ) from None
+    finally:
+        watch.disarm()
+    watch.raise_swallowed()
+    if watch.cancelled:  # GDAL may have finished reading just as the flag went up
+        raise ConversionCancelled("The conversion was cancelled.")
+
+
+def _with_size(info: RasterInfo, path: Path) -> RasterInfo:
+    return RasterInfo(**{**info.as_dict(), "size_bytes": path.stat().st_size})
+
+
+def _remove_partials(partial: Path) -> None:
+    # GDAL's COG driver keeps its overviews in "<partial>.ovr.tmp" (and warps into other
+    # "<partial>.*.tmp" files); the uuid in the name makes the prefix ours alone.
+    for leftover in partial.parent.glob(f"{partial.name}*"):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
