@@ -147,8 +147,6 @@ class Stack:
                 "-A",
                 "config.celery_app",
                 "worker",
-                "-Q",
-                "geo_processing,default",
                 "--concurrency",
                 "1",
                 "--loglevel",

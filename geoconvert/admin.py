@@ -4,8 +4,11 @@ from django.utils.html import format_html
 from django_celery_results.models import TaskResult
 
 from geoconvert.models import Conversion
+from geoconvert.selectors import items_with_latest_conversion
 from geoconvert.services import conversions
+from tagger.admin import TreeItemAdmin
 from tagger.errors import ApplicationError
+from tagger.models import TreeItem
 
 
 @admin.register(Conversion)
@@ -146,3 +149,49 @@ class ConversionAdmin(admin.ModelAdmin):
             self.message_user(
                 request, f"{len(refused)} not {verb}: " + "; ".join(refused), messages.WARNING
             )
+
+
+class LatestConversionStateFilter(admin.SimpleListFilter):
+    title = "conversion state"
+    parameter_name = "conversion_state"
+
+    def lookups(self, request, model_admin):
+        return [("NONE", "Never converted"), *Conversion.State.choices]
+
+    def queryset(self, request, queryset):
+        if self.value() == "NONE":
+            return queryset.filter(latest_state__isnull=True)
+        if self.value():
+            return queryset.filter(latest_state=self.value())
+        return queryset
+
+
+class ConvertibleItemAdmin(TreeItemAdmin):
+    """The items admin, with each item's latest conversion state and a link to its
+    conversions: the items app knows nothing of conversions, so they are added here."""
+
+    list_display = (*TreeItemAdmin.list_display[:-1], "conversion_state", "created_at")
+    list_filter = (*TreeItemAdmin.list_filter, LatestConversionStateFilter)
+    fields = (*TreeItemAdmin.fields[:-2], "conversions", *TreeItemAdmin.fields[-2:])
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return items_with_latest_conversion(super().get_queryset(request), "state")
+
+    @admin.display(description="conversion state", ordering="latest_state")
+    def conversion_state(self, item):
+        return item.latest_state or "-"
+
+    @admin.display(description="conversions")
+    def conversions(self, item):
+        count = item.conversions.count()
+        if not count:
+            return "-"
+        url = reverse("admin:geoconvert_conversion_changelist")
+        return format_html(
+            '<a href="{}?item__id__exact={}">{} conversion(s)</a>', url, item.pk, count
+        )
+
+
+admin.site.unregister(TreeItem)
+admin.site.register(TreeItem, ConvertibleItemAdmin)

@@ -3,6 +3,7 @@ the admin (django-celery-beat's database scheduler)."""
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django_celery_beat import schedulers
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
@@ -65,7 +66,7 @@ def periodic_tasks_register() -> list[str]:
         PeriodicTask.objects.create(
             name=name,
             task=spec.task,
-            queue="default",
+            queue=settings.CELERY_TASK_DEFAULT_QUEUE,
             expire_seconds=expires,
             description=spec.description,
             **schedule,

@@ -27,14 +27,20 @@ def conversion_active_for_item(*, item: TreeItem) -> Conversion | None:
     return Conversion.objects.filter(item=item, state__in=Conversion.ACTIVE_STATES).first()
 
 
+def items_with_latest_conversion(items: QuerySet[TreeItem], *fields: str) -> QuerySet[TreeItem]:
+    """`items` annotated with their latest conversion's `fields`, as `latest_<field>`
+    (None for an item never converted)."""
+    latest = Conversion.objects.filter(item=OuterRef("pk")).order_by("-created_at")
+    return items.annotate(
+        **{f"latest_{field}": Subquery(latest.values(field)[:1]) for field in fields}
+    )
+
+
 def item_with_latest_conversion(*, user, item_id) -> TreeItem:
     """The caller's item, annotated with its latest conversion's fields (`latest_*`), in one
     query: the conversion-status endpoint is polled."""
-    latest = Conversion.objects.filter(item=OuterRef("pk")).order_by("-created_at")
     fields = ("task_id", "state", "stage", "progress", "error", "cancel_requested")
-    items = TreeItem.objects.filter(owner=user).annotate(
-        **{f"latest_{field}": Subquery(latest.values(field)[:1]) for field in fields}
-    )
+    items = items_with_latest_conversion(TreeItem.objects.filter(owner=user), *fields)
     item_uuid = as_uuid(item_id)
     item = item_uuid and items.filter(pk=item_uuid).first()
     if not item:

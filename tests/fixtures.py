@@ -76,8 +76,6 @@ class WorkerProcess:
                 "-A",
                 "config.celery_app",
                 "worker",
-                "-Q",
-                "geo_processing,default",
                 "-c",
                 str(self.concurrency),
                 "-E",

@@ -165,18 +165,19 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_TIMEZONE = TIME_ZONE
 # Conversions (long, memory-hungry) and light tasks (beat's housekeeping) have queues of
-# their own, so housekeeping never waits behind a queue of large rasters; a deployment can
-# run separate workers for each (`-Q geo_processing`, `-Q default`).
-CELERY_TASK_QUEUES = (
-    Queue("geo_processing", routing_key="geo_processing"),
-    Queue("default", routing_key="default"),
-)
+# their own, so housekeeping never waits behind a queue of large rasters. The queue names
+# are spelled here only: a worker started without -Q consumes every queue below, and a
+# deployment can run separate workers for each (`-Q geo_processing`, `-Q default`).
+CONVERSION_QUEUE = "geo_processing"
 CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_QUEUES = tuple(
+    Queue(name, routing_key=name) for name in (CONVERSION_QUEUE, CELERY_TASK_DEFAULT_QUEUE)
+)
 CELERY_TASK_ROUTES = {
-    "geoconvert.tasks.convert_to_geo_raster": {"queue": "geo_processing"},
-    "geoconvert.tasks.reap_stale_conversions": {"queue": "default"},
-    "geoconvert.tasks.remove_orphaned_files": {"queue": "default"},
-    "celery.backend_cleanup": {"queue": "default"},
+    "geoconvert.tasks.convert_to_geo_raster": {"queue": CONVERSION_QUEUE},
+    "geoconvert.tasks.reap_stale_conversions": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "geoconvert.tasks.remove_orphaned_files": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "celery.backend_cleanup": {"queue": CELERY_TASK_DEFAULT_QUEUE},
 }
 # No STARTED state: a conversion records PROGRESS itself once it holds the work, and a
 # duplicate delivery must not overwrite a finished task's state in the backend.

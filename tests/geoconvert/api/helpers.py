@@ -4,6 +4,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from django.conf import settings
+
 from config.celery_app import app
 
 FINAL_STATES = {"SUCCESS", "FAILURE", "CANCELLED"}
@@ -50,8 +52,10 @@ def wait_for_task(api, task_id, states=FINAL_STATES, timeout: float = 90) -> tup
 
 
 @contextmanager
-def queue_paused(worker, queue: str = "geo_processing"):
-    """Stop the worker taking tasks from `queue`, so a conversion stays queued."""
+def queue_paused(worker, queue: str | None = None):
+    """Stop the worker taking tasks from `queue` (the conversions' queue by default), so a
+    conversion stays queued."""
+    queue = queue or settings.CONVERSION_QUEUE
     app.control.cancel_consumer(queue, destination=[worker.node_name], reply=True, timeout=5)
     try:
         yield
