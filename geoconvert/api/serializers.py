@@ -16,10 +16,26 @@ class ConvertInput(serializers.Serializer):
         return attrs
 
 
-class ConvertAcceptedOutput(serializers.Serializer):
+class _TaskAnswerOutput(serializers.Serializer):
+    """What a request about a task answers at once: its id, a status word and a message."""
+
+    STATUS = ""
+    MESSAGE = ""
+
     task_id = serializers.UUIDField()
-    status = serializers.CharField()
-    message = serializers.CharField()
+    status = serializers.SerializerMethodField()
+    message = serializers.SerializerMethodField()
+
+    def get_status(self, conversion) -> str:
+        return self.STATUS
+
+    def get_message(self, conversion) -> str:
+        return self.MESSAGE
+
+
+class ConvertAcceptedOutput(_TaskAnswerOutput):
+    STATUS = "STARTED"
+    MESSAGE = "Geo-raster conversion started in background"
 
 
 ITEM_STATUS = {
@@ -105,14 +121,9 @@ class TaskListOutput(TaskStatusOutput):
         )
 
 
-class TaskListFilterInput(serializers.Serializer):
-    state = serializers.ChoiceField(choices=Conversion.State.choices, required=False)
-
-
-class CancelOutput(serializers.Serializer):
-    task_id = serializers.UUIDField()
-    status = serializers.CharField()
-    message = serializers.CharField()
+class CancelOutput(_TaskAnswerOutput):
+    STATUS = "CANCELLED"
+    MESSAGE = "Task cancellation requested"
 
 
 class HealthOutput(serializers.Serializer):

@@ -1,4 +1,4 @@
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
@@ -6,18 +6,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from geoconvert import health, selectors
+from geoconvert.api.filters import TaskFilter
 from geoconvert.api.serializers import (
     CancelOutput,
     ConvertAcceptedOutput,
     ConvertInput,
     HealthOutput,
     ItemConversionStatusOutput,
-    TaskListFilterInput,
     TaskListOutput,
     TaskStatusOutput,
 )
 from geoconvert.api.throttles import ConvertRateThrottle
-from geoconvert.models import Conversion
 from geoconvert.services import conversions
 from tagger.api.schema import ErrorOutput
 from tagger.selectors import item_get
@@ -39,12 +38,7 @@ class ConvertItemView(APIView):
         serializer = ConvertInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         conversion, _ = conversions.conversion_start(item=item, **serializer.validated_data)
-        body = {
-            "task_id": str(conversion.task_id),
-            "status": "STARTED",
-            "message": "Geo-raster conversion started in background",
-        }
-        return Response(body, status=status.HTTP_202_ACCEPTED)
+        return Response(ConvertAcceptedOutput(conversion).data, status=status.HTTP_202_ACCEPTED)
 
 
 class ItemConversionStatusView(APIView):
@@ -58,17 +52,13 @@ class TaskViewSet(viewsets.GenericViewSet):
     """The caller's conversion tasks."""
 
     serializer_class = TaskListOutput
-    filter_backends = ()
+    filterset_class = TaskFilter
 
     def get_queryset(self):
         return selectors.conversion_list(user=self.request.user)
 
-    @extend_schema(parameters=[OpenApiParameter("state", enum=Conversion.State.values)])
     def list(self, request):
-        filters = TaskListFilterInput(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        conversions = selectors.conversion_list(user=request.user, **filters.validated_data)
-        page = self.paginate_queryset(conversions)
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         return self.get_paginated_response(TaskListOutput(page, many=True).data)
 
     @extend_schema(responses=TaskStatusOutput)
@@ -92,12 +82,7 @@ class TaskViewSet(viewsets.GenericViewSet):
     def cancel(self, request, pk=None):
         conversion = selectors.conversion_get(user=request.user, task_id=pk)
         conversion = conversions.conversion_cancel(conversion=conversion)
-        body = {
-            "task_id": str(conversion.task_id),
-            "status": "CANCELLED",
-            "message": "Task cancellation requested",
-        }
-        return Response(body)
+        return Response(CancelOutput(conversion).data)
 
 
 class HealthView(APIView):

@@ -6,27 +6,17 @@ use one more.
 
 import pytest
 
-from geoconvert.models import Conversion, Stage
-from tagger.models import TreeItem
+from geoconvert.models import Stage
+from tests.factories import ConversionFactory, TreeItemFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def running(user):
-    item = TreeItem.objects.create(
-        owner=user, name="scene.tif", object_type=TreeItem.ObjectType.FILE
-    )
-    older = Conversion.objects.create(
-        item=item, owner=user, state=Conversion.State.FAILURE, error="The file is empty."
-    )
-    newer = Conversion.objects.create(
-        item=item,
-        owner=user,
-        state=Conversion.State.PROGRESS,
-        stage=Stage.CREATING,
-        progress=50,
-    )
+    item = TreeItemFactory(owner=user, name="scene.tif")
+    older = ConversionFactory(item=item, failed=True, error="The file is empty.")
+    newer = ConversionFactory(item=item, running=True, stage=Stage.CREATING, progress=50)
     return item, older, newer
 
 

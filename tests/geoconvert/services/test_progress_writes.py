@@ -11,13 +11,12 @@ import threading
 import time
 
 import pytest
-from django.core.files.base import File
 from django.db.backends.signals import connection_created
 
 from geoconvert.models import Conversion, Stage
 from geoconvert.services import run
-from tagger.models import TreeItem
 from tests import rasters
+from tests.factories import ConversionFactory, TreeItemFactory
 
 HEARTBEAT_SECONDS = 0.05
 UPDATE = re.compile(r'^\s*UPDATE\s+"?geoconvert_conversion"?\s+SET\s+(.*?)\s+WHERE', re.I | re.S)
@@ -61,11 +60,8 @@ def updates(settings):
 
 def test_one_write_per_stage_and_a_bounded_heartbeat(transactional_db, user, tmp_path, updates):
     src = rasters.rgb_byte_tiff(tmp_path / "rgb.tif")
-    item = TreeItem(owner=user, name="rgb.tif", object_type=TreeItem.ObjectType.FILE)
-    with open(src, "rb") as fh:
-        item.file.save("original", File(fh), save=False)
-    item.save()
-    conversion = Conversion.objects.create(item=item, owner=user)
+    item = TreeItemFactory(owner=user, name="rgb.tif", content=src.read_bytes())
+    conversion = ConversionFactory(item=item)
     mirrored = []
     updates.others.clear()  # only the run's writes count
 

@@ -1,27 +1,20 @@
 """A periodic task through the real path: the `default` queue and a worker process."""
 
-import uuid
-
 import pytest
-from django.core.files.base import ContentFile
 from django.utils import timezone
 
-from geoconvert.models import Conversion
 from geoconvert.tasks import reap_stale_conversions
-from tagger.services import item_create
+from tests.factories import ConversionFactory
 
 pytestmark = pytest.mark.usefixtures("live_worker")
 
 
 def test_reaper_runs_on_the_default_queue_and_fails_dead_conversions(user, settings):
-    item = item_create(owner=user, name="a.tif", file=ContentFile(b"x"))
     long_ago = timezone.now() - timezone.timedelta(hours=1)
     # As a worker that died mid-run leaves it (created directly: nothing is dispatched).
-    conversion = Conversion.objects.create(
-        item=item,
-        owner=user,
-        state="PROGRESS",
-        claim=uuid.uuid4(),
+    conversion = ConversionFactory(
+        item__owner=user,
+        running=True,
         started_at=long_ago,
         heartbeat_at=long_ago,
         attempts=settings.GEOCONVERT["MAX_ATTEMPTS"],

@@ -9,9 +9,9 @@ from django.utils import timezone
 
 from geoconvert.models import Conversion
 from geoconvert.services.conversions import conversion_start
-from tagger.models import GeoRaster, TreeItem
+from tagger.models import TreeItem
 from tagger.services import item_create
-from tests.factories import UserFactory
+from tests.factories import GeoRasterFactory, UserFactory
 
 CHANGELIST = "/admin/tagger/treeitem/"
 
@@ -29,24 +29,12 @@ def tree(user, other_user):
     failed = item_create(owner=other_user, name="failed.tif", file=ContentFile(b"y" * 3))
     conversion, _ = conversion_start(item=failed)
     Conversion.objects.filter(pk=conversion.pk).update(state="FAILURE", finished_at=timezone.now())
-    converted = item_create(owner=user, name="dem.tif", file=ContentFile(b"z" * 5))
-    TreeItem.objects.filter(pk=converted.pk).update(object_type="geo_raster_file")
-    GeoRaster.objects.create(
-        item=converted,
+    converted = GeoRasterFactory(
+        item__owner=user,
+        item__name="dem.tif",
+        item__content=b"z" * 5,
         file="items/x/geo_raster.tif",
-        crs="EPSG:32633",
-        bounds=[500000, 4000000, 501000, 4001000],
-        bounds_wgs84=[15.0, 36.1, 15.01, 36.11],
-        width=1000,
-        height=1000,
-        count=1,
-        dtypes=["float32"],
-        nodata=-9999,
-        resolution=[1.0, 1.0],
-        overviews=[2, 4],
-        compression="deflate",
-        size_bytes=123456,
-    )
+    ).item
     return {"folder": folder, "plain": plain, "failed": failed, "converted": converted}
 
 
