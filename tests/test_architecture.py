@@ -1,0 +1,77 @@
+"""The layers of docs/architecture.md, as import-linter's contracts in pyproject.toml.
+
+The first test checks the code as it is; the others break each contract on purpose, in a
+copy of the code, to show that the check notices.
+"""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+PACKAGES = ("config", "tagger", "geoconvert")
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"],
+        cwd=root,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_code_keeps_every_layer_contract():
+    result = lint_imports(REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "module, line, contract",
+    [
+        (
+            "geoconvert/raster/plan.py",
+            "from django.conf import settings",
+            "The raster engine imports nothing of Django or the project",
+        ),
+        (
+            "tagger/selectors.py",
+            "from geoconvert.models import Conversion",
+            "The items app imports nothing of the conversion app",
+        ),
+        (
+            "tagger/models.py",
+            "from tagger.services import item_create",
+            "Items app: api and admin -> services -> selectors -> models",
+        ),
+        (
+            "geoconvert/services/run.py",
+            "from geoconvert.api.views import TaskViewSet",
+            "Conversion app: api -> services -> selectors -> models -> engine",
+        ),
+        (
+            "geoconvert/services/transitions.py",
+            "from geoconvert.services.run import RunContext",
+            "No import cycles among the project's modules",
+        ),
+    ],
+)
+def test_a_broken_layer_fails_the_check(tmp_path, module, line, contract):
+    for package in PACKAGES:
+        shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("*.pyc"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    with open(tmp_path / module, "a") as source:
+        source.write(f"\n{line}  # noqa\n")
+
+    result = lint_imports(tmp_path)
+
+    assert result.returncode != 0
+    broken = [row for row in result.stdout.splitlines() if row.endswith("BROKEN")]
+    assert any(row.startswith(contract) for row in broken), result.stdout
