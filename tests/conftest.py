@@ -7,6 +7,7 @@ session, so `make test` needs no Redis installed and never touches the one `make
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -27,15 +28,24 @@ def redis_py_url(url: str) -> str:
     return url
 
 
-class EmbeddedRedis:
-    """A throwaway redis-server on a unix socket: no TCP port, nothing kept on disk."""
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
-    def __init__(self, *, persistent: bool = False) -> None:
+
+class EmbeddedRedis:
+    """A throwaway redis-server on a unix socket (or, with `tcp`, a loopback port of its
+    own): nothing kept on disk unless `persistent`."""
+
+    def __init__(self, *, persistent: bool = False, tcp: bool = False, server=None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="tagger-redis-"))
         self.socket = self.dir / "redis.sock"
-        self.url = f"redis+socket://{self.socket}"
-        # Persistent: an append-only file keeps the queues across restart().
+        self.port = free_port() if tcp else 0
+        self.url = f"redis://127.0.0.1:{self.port}/0" if tcp else f"redis+socket://{self.socket}"
+        # Persistent: an append-only file keeps the queues across restart() and crash().
         self.persistent = persistent
+        self.server = str(server or REDIS_SERVER)
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 10.0) -> str:
@@ -43,8 +53,9 @@ class EmbeddedRedis:
         log = self.dir / "redis.log"
         self.process = subprocess.Popen(
             [
-                str(REDIS_SERVER),
-                "--port", "0",
+                self.server,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
                 "--unixsocket", str(self.socket),
                 "--unixsocketperm", "700",
                 "--dir", str(self.dir),
@@ -86,6 +97,12 @@ class EmbeddedRedis:
     def restart(self) -> None:
         self.stop(keep_data=True)
         self.start()
+
+    def crash(self) -> None:
+        """SIGKILL: no shutdown, no final write; what the AOF holds is what survives."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
 
 _embedded: EmbeddedRedis | None = None

@@ -34,7 +34,70 @@ def _database_url() -> str:
     return f"postgres://{auth}@{host}:{port}/{db['NAME']}"
 
 
-class WorkerProcess:
+class CeleryProcess:
+    """A `celery` command (worker, beat, flower) running against the test database and a
+    broker, with its output in `log_path`."""
+
+    def __init__(self, args: list[str], log_path: Path, *, broker_url=None, extra_env=None):
+        self.args = args
+        self.log_path = log_path
+        self.broker_url = broker_url
+        self.extra_env = extra_env or {}
+        self.proc: subprocess.Popen | None = None
+
+    def spawn(self) -> None:
+        broker_url = self.broker_url or settings.CELERY_BROKER_URL
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "DATABASE_URL": _database_url(),
+            "REDIS_URL": broker_url,
+            "CELERY_BROKER_URL": broker_url,
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            **self.extra_env,
+        }
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config.celery_app", *self.args],
+            cwd=REPO,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (a worker's pool children too): no shutdown code."""
+        if self.alive:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait()
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.alive:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+
+class WorkerProcess(CeleryProcess):
     """A running `celery worker` and what a test needs to reason about it."""
 
     def __init__(
@@ -43,13 +106,17 @@ class WorkerProcess:
         extra_env: dict | None = None,
         concurrency: int = 2,
         broker_url: str | None = None,
+        gossip: bool = False,
     ):
         self.hostname = f"test-{uuid.uuid4().hex[:8]}@%h"
-        self.log_path = log_path
-        self.extra_env = extra_env or {}
         self.concurrency = concurrency
-        self.broker_url = broker_url
-        self.proc: subprocess.Popen | None = None
+        # Gossip and mingle (off by default: they slow every start) talk over Redis pub/sub,
+        # as a worker started by `make run` or compose does.
+        args = ["worker", "-c", str(concurrency), "-E", "--hostname", self.hostname]
+        args += ["--loglevel", "INFO"]
+        if not gossip:
+            args += ["--without-gossip", "--without-mingle"]
+        super().__init__(args, log_path, broker_url=broker_url, extra_env=extra_env)
 
     @property
     def node_name(self) -> str:
@@ -58,45 +125,11 @@ class WorkerProcess:
         return self.hostname.replace("%h", socket.gethostname())
 
     def start(self, timeout: float = 60) -> "WorkerProcess":
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "config.settings.test",
-            "DATABASE_URL": _database_url(),
-            "REDIS_URL": self.broker_url or settings.CELERY_BROKER_URL,
-            "CELERY_BROKER_URL": self.broker_url or settings.CELERY_BROKER_URL,
-            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-            **self.extra_env,
-        }
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config.celery_app",
-                "worker",
-                "-c",
-                str(self.concurrency),
-                "-E",
-                "--hostname",
-                self.hostname,
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.spawn()
         self.wait_ready(timeout)
         return self
 
     def wait_ready(self, timeout: float = 60) -> None:
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -124,29 +157,6 @@ class WorkerProcess:
             return [child.pid for child in psutil.Process(self.proc.pid).children()]
         except psutil.NoSuchProcess:
             return []
-
-    def kill(self) -> None:
-        """SIGKILL the whole worker, pool children included: no shutdown code runs."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, 9)
-            self.proc.wait()
-
-    def stop(self, timeout: float = 30) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait()
-        if getattr(self, "_log", None):
-            self._log.close()
-
-    def log_tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
 
 
 @pytest.fixture(scope="session")

@@ -203,6 +203,8 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=3900)
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's consumer, except that it survives a Redis broker that dies (config/celery_consumer.py).
+CELERY_WORKER_CONSUMER = "config.celery_consumer:Consumer"
 # Redis re-delivers an unacknowledged message after the visibility timeout. With acks_late a
 # conversion is acknowledged only when it ends, so the timeout must outlast the hard time
 # limit or a long conversion would be delivered to a second worker while still running.

@@ -14,11 +14,12 @@ from tagger.models import GeoRaster, TreeItem
 from tests import rasters
 
 
-def start_large_conversion(api, tmp_path):
-    """Upload a raster that takes seconds to convert and ask for its conversion."""
+def start_large_conversion(api, tmp_path, size: int = 2500, src: Path | None = None):
+    """Upload a raster that takes seconds to convert (`src`, or one made in `tmp_path`) and
+    ask for its conversion."""
     from tests.geoconvert.api.helpers import convert, upload
 
-    src = rasters.large_noise_tiff(tmp_path / "large.tif")
+    src = src or rasters.large_noise_tiff(tmp_path / "large.tif", size=size)
     item = upload(api, src)
     digest = sha256(TreeItem.objects.get(pk=item["id"]).file.path)
     response = convert(api, item["id"])
