@@ -25,9 +25,7 @@ from .options import (
     RasterInfo,
     Step,
 )
-from .source import _SIGNATURES as _SIGNATURES  # read by the tests; not in __all__
 from .source import ALLOWED_DRIVERS, gdal_env
-from .source import CANCEL_POLL_SECONDS as CANCEL_POLL_SECONDS  # read by the tests; not in __all__
 from .validate import check_request
 from .write import convert
 

@@ -474,7 +474,7 @@ def test_dst_equal_to_src_is_refused(src_dir: Path):
 
 def test_allowed_drivers_open_no_other_files():
     assert "VRT" not in raster.ALLOWED_DRIVERS
-    assert {d for _, _, drivers, _ in raster._SIGNATURES for d in drivers} == set(
+    assert {d for _, _, drivers, _ in raster_source._SIGNATURES for d in drivers} == set(
         raster.ALLOWED_DRIVERS
     )
     assert set(raster.ALLOWED_DRIVERS) <= {
@@ -533,9 +533,10 @@ def test_should_cancel_is_asked_sparingly_and_only_on_the_calling_thread(
 
     # Once before starting, then at most every CANCEL_POLL_SECONDS while working (it may hit
     # a database), and once more, whenever that falls, before the result is published.
-    assert 2 <= len(asked_at) <= 2 + (asked_at[-1] - asked_at[0]) / raster.CANCEL_POLL_SECONDS
+    poll = raster_source.CANCEL_POLL_SECONDS
+    assert 2 <= len(asked_at) <= 2 + (asked_at[-1] - asked_at[0]) / poll
     gaps = [later - earlier for earlier, later in itertools.pairwise(asked_at[:-1])]
-    assert all(gap >= raster.CANCEL_POLL_SECONDS for gap in gaps)
+    assert all(gap >= poll for gap in gaps)
     assert switch.threads == {threading.get_ident()}
 
 
