@@ -16,7 +16,7 @@ from tests import rasters
 from tests.conftest import free_port, require
 from tests.fixtures import WorkerProcess
 from tests.geoconvert.api.helpers import convert, upload, wait_for_task
-from tests.geoconvert.reliability.conftest import FAST_WORKER_ENV, broker
+from tests.geoconvert.reliability.conftest import FAST_WORKER_ENV, broker, repeat
 from tests.geoconvert.reliability.helpers import (
     assert_converted_once,
     logs,
@@ -122,8 +122,9 @@ def replicated_redis(tmp_path):
         servers.stop()
 
 
+@repeat
 def test_worker_and_api_carry_on_when_the_primary_dies(
-    api, tmp_path, replicated_redis, transactional_db
+    api, tmp_path, replicated_redis, transactional_db, run
 ):
     worker = WorkerProcess(
         tmp_path / "worker.log",
