@@ -205,24 +205,32 @@ CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Celery's consumer, except that it survives a Redis broker that dies (config/celery_consumer.py).
 CELERY_WORKER_CONSUMER = "config.celery_consumer:Consumer"
-# Redis re-delivers an unacknowledged message after the visibility timeout. With acks_late a
-# conversion is acknowledged only when it ends, so the timeout must outlast the hard time
-# limit or a long conversion would be delivered to a second worker while still running.
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env.int(
-        "CELERY_VISIBILITY_TIMEOUT", default=CELERY_TASK_TIME_LIMIT + 600
-    ),
-}
-# Redis Sentinel: REDIS_URL=sentinel://host1:26379;sentinel://host2:26379/0 names the
-# sentinels, which tell every process where the current primary is (after a failover too).
-# https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html
-REDIS_SENTINEL_MASTER = env("REDIS_SENTINEL_MASTER", default="mymaster")
-if CELERY_BROKER_URL.startswith("sentinel://"):
-    CELERY_BROKER_TRANSPORT_OPTIONS["master_name"] = REDIS_SENTINEL_MASTER
-    if env("REDIS_SENTINEL_PASSWORD", default=""):
-        CELERY_BROKER_TRANSPORT_OPTIONS["sentinel_kwargs"] = {
-            "password": env("REDIS_SENTINEL_PASSWORD")
-        }
+
+
+def broker_transport_options(broker_url: str) -> dict:
+    """kombu's transport options for `broker_url`.
+
+    Redis re-delivers an unacknowledged message after the visibility timeout. With acks_late
+    a conversion is acknowledged only when it ends, so the timeout must outlast the hard
+    time limit or a long conversion would be delivered to a second worker while running.
+
+    Redis Sentinel: REDIS_URL=sentinel://host1:26379;sentinel://host2:26379/0 names the
+    sentinels, which tell every process where the current primary is (after a failover too).
+    https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html
+    """
+    options = {
+        "visibility_timeout": env.int(
+            "CELERY_VISIBILITY_TIMEOUT", default=CELERY_TASK_TIME_LIMIT + 600
+        ),
+    }
+    if broker_url.startswith("sentinel://"):
+        options["master_name"] = env("REDIS_SENTINEL_MASTER", default="mymaster")
+        if env("REDIS_SENTINEL_PASSWORD", default=""):
+            options["sentinel_kwargs"] = {"password": env("REDIS_SENTINEL_PASSWORD")}
+    return options
+
+
+CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(CELERY_BROKER_URL)
 # django-celery-beat's database scheduler, without its habit of re-creating the result
 # cleanup entry at start (see geoconvert/beat.py): the schedule is edited in the admin.
 CELERY_BEAT_SCHEDULER = "geoconvert.beat:DatabaseScheduler"

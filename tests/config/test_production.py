@@ -79,3 +79,25 @@ def test_login_is_required_only_where_settings_say(settings, required, basic_aut
             require_login(basic_auth=basic_auth, auth=auth)
     else:
         require_login(basic_auth=basic_auth, auth=auth)
+
+
+@pytest.mark.parametrize("settings_module", ["config.settings.production", "config.settings.test"])
+def test_a_sentinel_redis_url_configures_the_sentinel_transport(tmp_path, settings_module):
+    env = _production_env(
+        tmp_path,
+        DJANGO_SETTINGS_MODULE=settings_module,
+        REDIS_URL="sentinel://127.0.0.1:26379;sentinel://127.0.0.1:26380/0",
+        REDIS_SENTINEL_MASTER="tagger-primary",
+    )
+    env.pop("CELERY_BROKER_URL", None)
+    script = (
+        "import django; django.setup(); from config.celery_app import app; "
+        "print(app.conf.broker_url); print(app.conf.broker_transport_options['master_name'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    url, master = result.stdout.split()
+    assert url.startswith("sentinel://127.0.0.1:26379") and master == "tagger-primary"
