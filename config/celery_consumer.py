@@ -10,9 +10,9 @@ That is not one of the errors Celery treats as a connection error, so the worker
 process exits ("Unrecoverable error") instead of reconnecting.
 
 Here a collected connection is not closed again: for Redis the collect has released
-everything the close would, and the unacknowledged messages stay in Redis's unacked set,
-from which they are restored (by this worker when it reconnects, or by any other).
-See docs/reliability.md, "Broker crash".
+everything the close would. The unacknowledged messages stay in Redis's unacked set and are
+delivered again after the visibility timeout, when the conversion's claim (the database row)
+decides whether there is anything left to do. See docs/reliability.md, "Broker crash".
 """
 
 from celery.worker.consumer import Consumer as CeleryConsumer
