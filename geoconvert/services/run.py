@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -23,7 +23,7 @@ from geoconvert.models import STAGE_PROGRESS, Conversion, Stage
 from geoconvert.services.db import TRANSIENT_DB_ERRORS, retrying_db
 from geoconvert.services.engine import STEP_STAGES, cog_options, georef_from_params, raster_limits
 from geoconvert.services.heartbeat import Heartbeat
-from geoconvert.services.transitions import conversion_transition
+from geoconvert.services.transitions import conversion_transition, mirror_softly
 from tagger.errors import ApplicationError
 from tagger.models import GeoRaster, TreeItem, geo_raster_storage_path
 from tagger.services import geo_raster_publish
@@ -307,11 +307,9 @@ def _set_stage(ctx: RunContext, claim, stage: Stage) -> None:
     )
     if not updated:
         raise _Lost()
-    try:
-        ctx.mirror(Conversion.State.PROGRESS, {"stage": stage, "progress": progress})
-    except DatabaseError as exc:
-        # The conversion row is the truth: a failed copy must not fail the conversion.
-        logger.warning("Could not mirror stage of %s into the result backend: %s", ctx.task_id, exc)
+    mirror_softly(
+        ctx.task_id, ctx.mirror, Conversion.State.PROGRESS, {"stage": stage, "progress": progress}
+    )
 
 
 def _end(task_id, name: str, *, claim=None, error: str = "", traceback: str = "") -> int:

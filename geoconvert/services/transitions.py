@@ -72,7 +72,7 @@ def conversion_transition(
             if mirror is None:
                 record_backend_state(task_id, transition.target, meta)
             else:
-                _mirror_softly(task_id, mirror, transition.target, meta)
+                mirror_softly(task_id, mirror, transition.target, meta)
     return updated
 
 
@@ -87,9 +87,10 @@ def _meta(task_id, state: str, fields: dict) -> dict:
     return stage_meta(stage, progress, error=error) if error else stage_meta(stage, progress)
 
 
-def _mirror_softly(task_id, mirror: Mirror, state: str, meta: dict) -> None:
+def mirror_softly(task_id, mirror: Mirror, state: str, meta: dict) -> None:
     """A run's own mirror: the conversion row is the truth, so a failed copy (the database
-    briefly unavailable) is logged rather than allowed to undo the transition."""
+    briefly unavailable) is logged rather than allowed to undo the transition or fail the
+    run. In a savepoint, so that inside a transaction the failure leaves it usable."""
     try:
         with transaction.atomic():
             mirror(state, meta)

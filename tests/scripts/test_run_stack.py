@@ -12,18 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, require
 
 REPO = Path(__file__).resolve().parents[2]
 COPIED = ("config", "tagger", "geoconvert", "scripts", "manage.py", "flowerconfig.py")
 
-pytestmark = pytest.mark.skipif(
-    not (REPO / ".venv" / "bin" / "honcho").exists(), reason="needs `make install` (.venv)"
-)
-
 
 @pytest.fixture
 def stack(tmp_path):
+    require((REPO / ".venv" / "bin" / "honcho").exists(), "needs `make install` (.venv)")
     checkout = tmp_path / "tagger"
     checkout.mkdir()
     for name in COPIED:

@@ -4,7 +4,6 @@ state, and Flower refuses requests without the basic-auth credentials."""
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,16 +14,11 @@ import pytest
 from django.conf import settings
 
 from tests import rasters
+from tests.conftest import free_port
 from tests.fixtures import REPO, _database_url
 from tests.geoconvert.api.helpers import convert, upload, wait_for_task
 
 USER, PASSWORD = "ops", "flower-test-password"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _get(url: str, auth: bool = True) -> tuple[int, bytes]:
@@ -42,7 +36,7 @@ def _get(url: str, auth: bool = True) -> tuple[int, bytes]:
 @pytest.fixture
 def flower(live_worker, tmp_path):
     """`celery flower` with basic auth on a free port; yields its base URL; always stopped."""
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path / "flower.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config.celery_app", "flower",
