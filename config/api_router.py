@@ -1,6 +1,7 @@
 from django.urls import re_path
 from rest_framework.routers import DefaultRouter
 
+from geoconvert.api.maps import RetinaTileView, ThumbnailView, TileJSONView, TileView
 from geoconvert.api.views import (
     ConvertItemView,
     HealthView,
@@ -38,6 +39,24 @@ urlpatterns = [
         r"^tree-items/(?P<item_id>[^/.]+)/conversion-status/?$",
         ItemConversionStatusView.as_view(),
         name="conversion-status",
+    ),
+    re_path(
+        r"^tree-items/(?P<item_id>[^/.]+)/tiles/(?P<z>\d+)/(?P<x>\d+)/(?P<y>\d+)\.png$",
+        TileView.as_view(),
+        name="tile",
+    ),
+    re_path(
+        r"^tree-items/(?P<item_id>[^/.]+)/tiles/(?P<z>\d+)/(?P<x>\d+)/(?P<y>\d+)@2x\.png$",
+        RetinaTileView.as_view(),
+        name="tile-2x",
+    ),
+    re_path(
+        r"^tree-items/(?P<item_id>[^/.]+)/tilejson\.json$", TileJSONView.as_view(), name="tilejson"
+    ),
+    re_path(
+        r"^tree-items/(?P<item_id>[^/.]+)/thumbnail\.png$",
+        ThumbnailView.as_view(),
+        name="thumbnail",
     ),
     *router.urls,
 ]

@@ -7,9 +7,10 @@ from celery.exceptions import Ignore
 from kombu.exceptions import OperationalError as BrokerError
 
 from geoconvert.services.db import TRANSIENT_DB_ERRORS
+from geoconvert.services.describe import geo_raster_describe
 from geoconvert.services.housekeeping import conversion_reap_stale, orphan_files_remove
 from geoconvert.services.run import ConversionStopped, RunContext, conversion_run
-from geoconvert.services.transitions import TASK_NAME
+from geoconvert.services.transitions import DESCRIBE_TASK_NAME, TASK_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -58,3 +59,15 @@ def reap_stale_conversions() -> dict:
 def remove_orphaned_files() -> dict:
     """Delete leftover partial files and directories of deleted items (run by beat)."""
     return orphan_files_remove().as_dict()
+
+
+@shared_task(
+    name=DESCRIBE_TASK_NAME,
+    autoretry_for=TRANSIENT_DB_ERRORS,
+    max_retries=3,
+    retry_backoff=2,
+)
+def describe_geo_raster(item_id: str) -> dict:
+    """Statistics and thumbnail of an item's COG: linked to each conversion's task, so it
+    runs once the conversion has succeeded (and never when it did not)."""
+    return geo_raster_describe(item_id=item_id).as_dict()

@@ -33,3 +33,8 @@ class PayloadTooLarge(ApplicationError):
 class ServiceUnavailable(ApplicationError):
     status_code = 503
     default_code = "service_unavailable"
+
+
+class Forbidden(ApplicationError):
+    status_code = 403
+    default_code = "forbidden"

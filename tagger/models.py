@@ -34,6 +34,9 @@ class TreeItem(models.Model):
     object_type = models.CharField(max_length=32, choices=ObjectType.choices, db_index=True)
     file = models.FileField(upload_to=item_storage_path, max_length=512, blank=True)
     size = models.BigIntegerField(null=True, blank=True)
+    # SHA-256 of the uploaded file, computed once when it is stored: the strong ETag of its
+    # downloads, and what a signed link to it is bound to.
+    file_sha256 = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -68,6 +71,15 @@ class GeoRaster(models.Model):
     overviews = models.JSONField(default=list)
     compression = models.CharField(max_length=32, blank=True)
     size_bytes = models.BigIntegerField()
+    # SHA-256 of the COG, computed once when it is published: the strong ETag of its
+    # downloads and tiles, and what signed links to it are bound to.
+    sha256 = models.CharField(max_length=64, blank=True)
+    # When this COG file was published (a reconversion replaces it): its Last-Modified.
+    stored_at = models.DateTimeField(null=True)
+    # Per-band statistics of the COG (geoconvert.raster.statistics), and its PNG preview;
+    # both filled in by the follow-up task after the conversion, None/empty until then.
+    statistics = models.JSONField(null=True, blank=True)
+    thumbnail = models.FileField(max_length=512, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     METADATA_FIELDS = (

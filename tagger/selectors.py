@@ -3,7 +3,7 @@ import uuid
 from django.db.models import QuerySet
 
 from tagger.errors import NotFound
-from tagger.models import TreeItem
+from tagger.models import GeoRaster, TreeItem
 
 
 def item_list(*, user) -> QuerySet[TreeItem]:
@@ -39,3 +39,21 @@ def as_uuid(value) -> uuid.UUID | None:
         return uuid.UUID(str(value))
     except (ValueError, TypeError, AttributeError):
         return None
+
+
+def item_owner(*, item_id):
+    """The owner of an item, whoever asks (for signed links); 404 when it is gone."""
+    item = TreeItem.objects.select_related("owner").filter(pk=item_id).first()
+    if item is None:
+        raise NotFound("Item not found.")
+    return item.owner
+
+
+def geo_raster_get(*, user, item_id) -> GeoRaster:
+    """The COG of one of the caller's items; 404 for a foreign or unknown item, or one that
+    is not converted (yet)."""
+    item = item_get(user=user, item_id=item_id)
+    geo_raster = getattr(item, "geo_raster", None)
+    if item.object_type != TreeItem.ObjectType.GEO_RASTER_FILE or geo_raster is None:
+        raise NotFound("This item has no geo-raster yet; convert it first.")
+    return geo_raster

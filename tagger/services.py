@@ -10,7 +10,7 @@ from django.utils import timezone
 from tagger.errors import ApplicationError, PayloadTooLarge
 from tagger.models import GeoRaster, TreeItem
 from tagger.selectors import item_subtree_ids
-from tagger.storage import item_dir
+from tagger.storage import item_dir, sha256_of_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,9 @@ def item_create(
         size=file.size if file is not None else None,
     )
     if file is not None:
+        # Hashed once here, then never again: the downloads' ETag.
+        item.file_sha256 = sha256_of_chunks(file.chunks())
+        file.seek(0)
         item.file.save("original", file, save=False)
     try:
         with transaction.atomic():
@@ -96,10 +99,21 @@ def item_delete(*, item: TreeItem) -> None:
 
 
 @transaction.atomic
-def geo_raster_publish(*, item_id, file_name: str, metadata: dict) -> None:
-    """Make the item a geo-raster file whose COG is `file_name` (relative to MEDIA_ROOT),
-    described by `metadata` (GeoRaster.METADATA_FIELDS)."""
-    GeoRaster.objects.update_or_create(item_id=item_id, defaults={"file": file_name, **metadata})
+def geo_raster_publish(*, item_id, file_name: str, sha256: str, metadata: dict) -> None:
+    """Make the item a geo-raster file whose COG is `file_name` (relative to MEDIA_ROOT), of
+    content hash `sha256`, described by `metadata` (GeoRaster.METADATA_FIELDS). The statistics
+    and thumbnail of a previous COG no longer apply and are cleared."""
+    GeoRaster.objects.update_or_create(
+        item_id=item_id,
+        defaults={
+            "file": file_name,
+            "sha256": sha256,
+            "stored_at": timezone.now(),
+            "statistics": None,
+            "thumbnail": "",
+            **metadata,
+        },
+    )
     TreeItem.objects.filter(pk=item_id).update(
         object_type=TreeItem.ObjectType.GEO_RASTER_FILE, updated_at=timezone.now()
     )
@@ -109,3 +123,15 @@ def _remove_item_dirs(items) -> None:
     root = Path(settings.MEDIA_ROOT)
     for item in items:
         shutil.rmtree(root / item_dir(item), ignore_errors=True)
+
+
+def geo_raster_describe_save(
+    *, item_id, sha256: str, statistics: dict, thumbnail_name: str
+) -> bool:
+    """Record the statistics and thumbnail computed from the COG of hash `sha256`; False (and
+    nothing written) when the item now has another COG, or none."""
+    return bool(
+        GeoRaster.objects.filter(item_id=item_id, sha256=sha256).update(
+            statistics=statistics, thumbnail=thumbnail_name
+        )
+    )

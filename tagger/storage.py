@@ -4,11 +4,13 @@ Every name in that folder is server-generated (``original``, ``geo_raster-<run>.
 user's file name is data, kept in the item's ``name``, never part of a path.
 """
 
+import hashlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 ITEMS_DIR = "items"
+CHUNK_BYTES = 1024 * 1024
 
 
 def item_dir(item) -> str:
@@ -35,3 +37,17 @@ def item_id_of(directory: Path) -> uuid.UUID | None:
         return uuid.UUID(hex=directory.name)
     except ValueError:
         return None
+
+
+def sha256_of_chunks(chunks: Iterable[bytes]) -> str:
+    """The hex SHA-256 of a file's content, given as chunks (an upload's ``chunks()``)."""
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_of_path(path: Path) -> str:
+    """The hex SHA-256 of a file on disk, read in bounded chunks."""
+    with open(path, "rb") as handle:
+        return sha256_of_chunks(iter(lambda: handle.read(CHUNK_BYTES), b""))

@@ -4,6 +4,7 @@ A factory writes rows directly: nothing is dispatched to the broker and nothing 
 into the result backend. Tests that need those go through the services.
 """
 
+import hashlib
 import uuid
 
 import factory
@@ -40,13 +41,16 @@ class TreeItemFactory(factory.django.DjangoModelFactory):
 
     class Params:
         content = b"x"
-        folder = factory.Trait(object_type=TreeItem.ObjectType.FOLDER, file=None, size=None)
+        folder = factory.Trait(
+            object_type=TreeItem.ObjectType.FOLDER, file=None, size=None, file_sha256=""
+        )
 
     owner = factory.SubFactory(UserFactory)
     name = factory.Sequence(lambda n: f"file-{n}.tif")
     object_type = TreeItem.ObjectType.FILE
     file = factory.django.FileField(filename="original", data=factory.SelfAttribute("..content"))
     size = factory.LazyAttribute(lambda item: len(item.content))
+    file_sha256 = factory.LazyAttribute(lambda item: hashlib.sha256(item.content).hexdigest())
 
 
 class GeoRasterFactory(factory.django.DjangoModelFactory):
@@ -69,6 +73,8 @@ class GeoRasterFactory(factory.django.DjangoModelFactory):
     overviews = [2, 4]
     compression = "deflate"
     size_bytes = 123456
+    sha256 = factory.LazyFunction(lambda: uuid.uuid4().hex * 2)
+    stored_at = factory.LazyFunction(timezone.now)
 
 
 class ConversionFactory(factory.django.DjangoModelFactory):

@@ -22,20 +22,25 @@ from rasterio.transform import from_origin
 
 __all__ = [
     "assert_same_pixels",
+    "cog",
     "empty_file",
     "float_dem_tiff",
     "float_nan_nodata_tiff",
+    "float_nan_tiff",
     "gcps_only_tiff",
+    "grey_alpha_tiff",
     "huge_header_tiff",
     "jp2",
     "jp2_supported",
     "jpeg",
     "masked_rgb_tiff",
+    "overview_trap_tiff",
     "palette_png",
     "palette_tiff",
     "random_bytes",
     "rgb_byte_tiff",
     "rgba_png",
+    "rgba_tiff",
     "text_file",
     "truncated_jpeg",
     "truncated_png",
@@ -43,6 +48,7 @@ __all__ = [
     "uint16_multiband_tiff",
     "ungeoreferenced_png",
     "vrt_referencing",
+    "wide_uint16_tiff",
     "zip_file",
 ]
 
@@ -394,3 +400,102 @@ def assert_same_pixels(src: Path, cog: Path) -> None:
             # A TIFF colour table always has 2**bits entries: compare those the source has.
             source_colours, cog_colours = a.colormap(1), b.colormap(1)
             assert {k: cog_colours[k] for k in source_colours} == source_colours
+
+
+# --- finished COGs, for the readers of a conversion's output (statistics, tiles) ---------
+
+
+def cog(src: Path, dst: Path, **creation) -> Path:
+    """``src`` copied through GDAL's COG driver (256 px blocks unless told, overviews)."""
+    import rasterio.shutil  # only these helpers need it
+
+    creation = {"BLOCKSIZE": 256, "COMPRESS": "DEFLATE", **creation}
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"):
+        rasterio.shutil.copy(src, dst, driver="COG", **creation)
+    return dst
+
+
+def rgba_tiff(path: Path) -> Path:
+    """640x480 RGBA uint8 GeoTIFF in UTM 33N: alpha 0 on the left quarter, 128 on a band
+    across the middle, 255 elsewhere."""
+    height, width = 480, 640
+    colour = [_surface(height, width, seed=s) for s in (32, 33, 34)]
+    alpha = np.full((height, width), 255)
+    alpha[200:280, :] = 128
+    alpha[:, :160] = 0
+    return _write(
+        path,
+        np.stack([*colour, alpha]).astype("uint8"),
+        driver="GTiff",
+        crs=UTM33N,
+        transform=from_origin(520_000, 5_010_000, 4, 4),
+        tiled=True,
+        photometric="RGB",
+        ALPHA="YES",
+    )
+
+
+def grey_alpha_tiff(path: Path) -> Path:
+    """400x300 grey + alpha uint8 GeoTIFF in EPSG:4326, alpha 0 on the top 50 rows."""
+    height, width = 300, 400
+    alpha = np.full((height, width), 255)
+    alpha[:50] = 0
+    return _write(
+        path,
+        np.stack([_surface(height, width, seed=35), alpha]).astype("uint8"),
+        driver="GTiff",
+        crs="EPSG:4326",
+        transform=from_origin(7.0, 46.0, 1e-4, 1e-4),
+        ALPHA="YES",
+    )
+
+
+def float_nan_tiff(path: Path) -> Path:
+    """500x400 float32 in EPSG:3857, no nodata declared: NaN over a block, +-inf in a row."""
+    height, width = 400, 500
+    data = (_surface(height, width, seed=36, scale=40.0) - 10.0).astype("float32")[None]
+    data[0, 120:180, 300:420] = np.nan
+    data[0, 350, :100] = np.inf
+    data[0, 351, :100] = -np.inf
+    return _write(
+        path,
+        data,
+        driver="GTiff",
+        crs="EPSG:3857",
+        transform=from_origin(1_100_000, 5_900_000, 15, 15),
+        tiled=True,
+    )
+
+
+def wide_uint16_tiff(path: Path) -> Path:
+    """1800x450, 3 band uint16 in UTM 33N, values ~1000..9000: wide, and more than one
+    window of a small read."""
+    height, width = 450, 1800
+    data = np.stack([_surface(height, width, seed=s, scale=8000) + 1000 for s in (37, 38, 39)])
+    return _write(
+        path,
+        data.astype("uint16"),
+        driver="GTiff",
+        crs=UTM33N,
+        transform=from_origin(600_000, 5_050_000, 10, 10),
+        tiled=True,
+    )
+
+
+def overview_trap_tiff(path: Path) -> Path:
+    """1024x1024 uint8 GeoTIFF in UTM 33N whose pixels are all 50 but whose overviews (2, 4,
+    8, 16) are all 200: a read shows which level it came from. The COG driver keeps
+    existing overviews, so ``cog()`` of it is a COG with the same trap."""
+    size = 1024
+    _write(
+        path,
+        np.full((1, size, size), 200, dtype="uint8"),
+        driver="GTiff",
+        crs=UTM33N,
+        transform=from_origin(500_000, 5_000_000, 10, 10),
+        tiled=True,
+    )
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(path, "r+") as dst:
+        dst.build_overviews([2, 4, 8, 16], rasterio.enums.Resampling.nearest)
+        dst.write(np.full((1, size, size), 50, dtype="uint8"))  # overviews are not rebuilt
+    return path

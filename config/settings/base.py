@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "django_filters",
+    "corsheaders",
     "drf_spectacular",
     "django_celery_results",
     "django_celery_beat",
@@ -63,6 +64,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -124,6 +126,45 @@ FILE_UPLOAD_HANDLERS = [
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
 
+# DOWNLOADS, LINKS AND TILES
+# ------------------------------------------------------------------------------
+# Set behind nginx (the production image): after Django has checked access, a download is
+# answered with `X-Accel-Redirect: <prefix><file>` and nginx sends the bytes (ranges too)
+# from its `internal` location of that prefix (docker/nginx.conf). Empty: Django sends them.
+TAGGER_ACCEL_REDIRECT_PREFIX = env("TAGGER_ACCEL_REDIRECT_PREFIX", default="") or None
+# How long the signed tile URLs in a TileJSON document stay valid (seconds).
+TAGGER_TILE_LINK_SECONDS = env.int("TAGGER_TILE_LINK_SECONDS", default=24 * 3600)
+
+# CORS
+# ------------------------------------------------------------------------------
+# https://github.com/adamchainz/django-cors-headers
+# Browser apps on these origins (e.g. "https://maps.example.org") may read downloads, signed
+# links and tiles: geotiff.js, OpenLayers and Leaflet send Range and read Content-Range.
+CORS_ALLOWED_ORIGINS = env.list("TAGGER_CORS_ALLOWED_ORIGINS", default=[])
+CORS_URLS_REGEX = (
+    r"^/api/v1/tree-items/[^/]+/"
+    r"(download|download-link|tilejson\.json|thumbnail\.png|tiles/\d+/\d+/\d+(@2x)?\.png)/?$"
+)
+CORS_ALLOW_METHODS = ("GET", "HEAD", "OPTIONS", "POST")
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "authorization",
+    "content-type",
+    "if-modified-since",
+    "if-none-match",
+    "if-range",
+    "range",
+)
+CORS_EXPOSE_HEADERS = (
+    "accept-ranges",
+    "content-disposition",
+    "content-length",
+    "content-range",
+    "etag",
+    "last-modified",
+)
+CORS_PREFLIGHT_MAX_AGE = 3600
+
 # DJANGO REST FRAMEWORK
 # ------------------------------------------------------------------------------
 # https://www.django-rest-framework.org/api-guide/settings/
@@ -176,6 +217,8 @@ CELERY_TASK_QUEUES = tuple(
 CELERY_TASK_ROUTES = {
     "geoconvert.tasks.convert_to_geo_raster": {"queue": CONVERSION_QUEUE},
     "geoconvert.tasks.reap_stale_conversions": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    # Memory-bounded and seconds long: beside housekeeping, not behind a queue of conversions.
+    "geoconvert.tasks.describe_geo_raster": {"queue": CELERY_TASK_DEFAULT_QUEUE},
     "geoconvert.tasks.remove_orphaned_files": {"queue": CELERY_TASK_DEFAULT_QUEUE},
     "celery.backend_cleanup": {"queue": CELERY_TASK_DEFAULT_QUEUE},
 }

@@ -133,3 +133,20 @@ class HealthOutput(serializers.Serializer):
     database = serializers.CharField(help_text='"ok" or "unavailable"')
     broker = serializers.CharField(help_text='"ok" or "unavailable"')
     workers = serializers.IntegerField(allow_null=True, help_text="workers answering a ping")
+
+
+class TileJSONInput(serializers.Serializer):
+    scale = serializers.ChoiceField(
+        choices=(1, 2), default=1, help_text="2: the template names 512 px (@2x) tiles."
+    )
+
+
+class TileJSONOutput(serializers.Serializer):
+    tilejson = serializers.CharField()
+    name = serializers.CharField()
+    scheme = serializers.CharField()
+    tiles = serializers.ListField(child=serializers.CharField())
+    bounds = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4)
+    center = serializers.ListField(child=serializers.FloatField(), min_length=3, max_length=3)
+    minzoom = serializers.IntegerField()
+    maxzoom = serializers.IntegerField()

@@ -12,7 +12,9 @@ a ``RasterError`` is ours, GDAL's own (which names server paths) is only logged.
 Modules: ``options`` (options, limits, steps, result, errors: the defaults live there),
 ``source`` (the boundary for the untrusted file: identify, open, read, cancel), ``validate``
 (request and size checks), ``plan`` (georeferencing, warp, creation options), ``write``
-(``convert()``, through a partial file), ``describe`` (a finished COG's metadata).
+(``convert()``, through a partial file), ``describe`` (a finished COG's metadata); reading a
+finished COG: ``statistics`` (exact per-band statistics, histogram, percentiles) and
+``render`` (map tiles, thumbnails, TileJSON facts, through rio-tiler).
 """
 
 from .describe import describe

@@ -61,7 +61,8 @@ CANCEL_POLL_SECONDS = 1.0
 def gdal_env(options: CogOptions = CogOptions()) -> rasterio.Env:
     """The GDAL environment every open and conversion here runs in."""
     return rasterio.Env(
-        GDAL_CACHEMAX=options.cache_mb,
+        # rasterio hands an integer GDAL_CACHEMAX to GDALSetCacheMax64, which counts bytes.
+        GDAL_CACHEMAX=options.cache_mb * 1024 * 1024,
         # Threads go to the COG driver's compression and overviews (NUM_THREADS creation
         # option) only: GDAL_NUM_THREADS would also decode the source in threads, one TIFF
         # handle per block, which tripled the CPU time on a 1-row-strip source and gained

@@ -16,6 +16,7 @@ from geoconvert import raster
 from geoconvert.models import Conversion
 from geoconvert.services.engine import georef_from_params
 from geoconvert.services.transitions import (
+    DESCRIBE_TASK_NAME,
     TASK_NAME,
     conversion_create,
     conversion_transition,
@@ -94,7 +95,13 @@ def conversion_dispatch(conversion: Conversion) -> None:
     task module). If the broker cannot take it, the conversion ends FAILURE."""
     try:
         current_app.send_task(
-            TASK_NAME, args=[str(conversion.task_id)], task_id=str(conversion.task_id)
+            TASK_NAME,
+            args=[str(conversion.task_id)],
+            task_id=str(conversion.task_id),
+            # Celery sends this when the conversion's task returns (SUCCESS) only.
+            link=current_app.signature(
+                DESCRIBE_TASK_NAME, args=[str(conversion.item_id)], immutable=True
+            ),
         )
     except (BrokerError, OSError) as exc:
         logger.warning("Could not queue conversion %s: %s", conversion.task_id, exc)

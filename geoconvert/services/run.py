@@ -27,7 +27,7 @@ from geoconvert.services.transitions import conversion_transition, mirror_softly
 from tagger.errors import ApplicationError
 from tagger.models import GeoRaster, TreeItem, geo_raster_storage_path
 from tagger.services import geo_raster_publish
-from tagger.storage import item_dir
+from tagger.storage import item_dir, sha256_of_path
 
 logger = logging.getLogger(__name__)
 
@@ -230,7 +230,8 @@ def _convert(ctx: RunContext, claim: uuid.UUID, beat: Heartbeat) -> dict:
     try:
         _set_stage(ctx, claim, Stage.UPDATING)
         result = info.as_dict()
-        retrying_db(_publish, ctx, claim, item.pk, dst_name, result)
+        sha256 = sha256_of_path(dst)
+        retrying_db(_publish, ctx, claim, item.pk, dst_name, sha256, result)
     except _Lost:
         dst.unlink(missing_ok=True)
         raise _stopped(ctx, claim) from None
@@ -274,7 +275,7 @@ def _fail(ctx: RunContext, claim, message: str, tb: str = "") -> None:
         raise _stopped(ctx, claim)
 
 
-def _publish(ctx: RunContext, claim, item_id, dst_name: str, result: dict) -> None:
+def _publish(ctx: RunContext, claim, item_id, dst_name: str, sha256: str, result: dict) -> None:
     """The final write: only the run holding the claim may make the item a geo-raster."""
     with transaction.atomic():
         succeeded = conversion_transition(
@@ -289,7 +290,7 @@ def _publish(ctx: RunContext, claim, item_id, dst_name: str, result: dict) -> No
         )
         if not succeeded:
             raise _Lost()
-        geo_raster_publish(item_id=item_id, file_name=dst_name, metadata=result)
+        geo_raster_publish(item_id=item_id, file_name=dst_name, sha256=sha256, metadata=result)
 
 
 # Stages and stopping ---------------------------------------------------------------------
@@ -343,8 +344,8 @@ def remove_leftovers(item: TreeItem) -> None:
     the finished geo-raster. Every name in that folder is server-generated."""
     folder = Path(settings.MEDIA_ROOT) / item_dir(item)
     keep = {Path(item.file.name).name}
-    finished = GeoRaster.objects.filter(item=item).values_list("file", flat=True)
-    keep.update(Path(name).name for name in finished)
+    for names in GeoRaster.objects.filter(item=item).values_list("file", "thumbnail"):
+        keep.update(Path(name).name for name in names if name)
     for path in folder.glob("*") if folder.is_dir() else ():
         if path.name not in keep and path.is_file():
             logger.info("Removing leftover %s of conversion of item %s", path.name, item.pk)

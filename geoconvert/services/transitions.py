@@ -27,6 +27,8 @@ from geoconvert.models import Conversion, Stage
 logger = logging.getLogger(__name__)
 
 TASK_NAME = "geoconvert.tasks.convert_to_geo_raster"
+# The follow-up of a successful conversion: the COG's statistics and thumbnail.
+DESCRIBE_TASK_NAME = "geoconvert.tasks.describe_geo_raster"
 
 State = Conversion.State
 

@@ -1,13 +1,15 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from tagger import links
 from tagger.models import GeoRaster, TreeItem
 
 
 class GeoRasterOutput(serializers.ModelSerializer):
     class Meta:
         model = GeoRaster
-        fields = GeoRaster.METADATA_FIELDS
+        # `statistics`: per band, once the follow-up task has computed them (else null).
+        fields = (*GeoRaster.METADATA_FIELDS, "sha256", "statistics")
 
 
 class ItemOutput(serializers.ModelSerializer):
@@ -32,7 +34,13 @@ class ItemOutput(serializers.ModelSerializer):
         if item.object_type != TreeItem.ObjectType.GEO_RASTER_FILE:
             return None
         geo_raster = getattr(item, "geo_raster", None)
-        return geo_raster.as_metadata() if geo_raster else None
+        if geo_raster is None:
+            return None
+        return {
+            **geo_raster.as_metadata(),
+            "sha256": geo_raster.sha256,
+            "statistics": geo_raster.statistics,
+        }
 
 
 class ItemCreateInput(serializers.Serializer):
@@ -55,3 +63,15 @@ class ItemUpdateInput(serializers.Serializer):
 
 class DownloadInput(serializers.Serializer):
     variant = serializers.ChoiceField(choices=("original", "geo_raster"), default="original")
+
+
+class DownloadLinkInput(serializers.Serializer):
+    variant = serializers.ChoiceField(choices=("original", "geo_raster"), default="original")
+    expires_in = serializers.IntegerField(
+        min_value=1, max_value=links.MAX_SECONDS, default=links.DEFAULT_SECONDS
+    )
+
+
+class DownloadLinkOutput(serializers.Serializer):
+    url = serializers.URLField()
+    expires_at = serializers.DateTimeField()

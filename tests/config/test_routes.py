@@ -47,7 +47,7 @@ def _url(path: str, values: dict) -> str:
     def value(match):
         return str(values[match.group(1)])
 
-    url = re.sub(r"\(\?P<(\w+)>[^)]*\)", value, path).replace("/?", "/")
+    url = re.sub(r"\(\?P<(\w+)>[^)]*\)", value, path).replace("/?", "/").replace("\\", "")
     return "/" + url
 
 
@@ -60,7 +60,11 @@ def owned(user):
 
 
 def _values_for(path: str, item_id, task_id) -> dict:
-    return {"pk": task_id if path.startswith("api/v1/tasks") else item_id, "item_id": item_id}
+    return {
+        "pk": task_id if path.startswith("api/v1/tasks") else item_id,
+        "item_id": item_id,
+        **{"z": 0, "x": 0, "y": 0},
+    }
 
 
 def test_the_walk_finds_the_known_routes():
@@ -69,6 +73,11 @@ def test_the_walk_finds_the_known_routes():
         "api:tree-item-list",
         "api:tree-item-detail",
         "api:tree-item-download",
+        "api:tree-item-download-link",
+        "api:tile",
+        "api:tile-2x",
+        "api:tilejson",
+        "api:thumbnail",
         "api:convert-to-geo-raster",
         "api:conversion-status",
         "api:task-list",

@@ -61,3 +61,28 @@ def queue_paused(worker, queue: str | None = None):
         yield
     finally:
         app.control.add_consumer(queue, destination=[worker.node_name], reply=True, timeout=5)
+
+
+def convert_in_process(owner, path: Path, *, name: str | None = None, describe: bool = True):
+    """An item converted here, without the broker: the upload stored by the service, the COG
+    written by the engine and published as the worker publishes it; with `describe`, its
+    statistics and thumbnail computed as the follow-up task does. Returns the item."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from geoconvert import raster
+    from geoconvert.services.describe import geo_raster_describe
+    from tagger.models import TreeItem
+    from tagger.services import geo_raster_publish, item_create
+    from tagger.storage import item_file_path, sha256_of_path
+
+    upload_file = SimpleUploadedFile(name or path.name, path.read_bytes())
+    item = item_create(owner=owner, name=name or path.name, file=upload_file)
+    dst_name = item_file_path(item, "geo_raster-test.tif")
+    dst = Path(settings.MEDIA_ROOT) / dst_name
+    info = raster.convert(item.file.path, dst)
+    geo_raster_publish(
+        item_id=item.pk, file_name=dst_name, sha256=sha256_of_path(dst), metadata=info.as_dict()
+    )
+    if describe:
+        geo_raster_describe(item_id=item.pk)
+    return TreeItem.objects.select_related("geo_raster").get(pk=item.pk)

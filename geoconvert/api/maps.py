@@ -1,0 +1,164 @@
+"""Looking at a COG: Web Mercator map tiles, the TileJSON document a browser map starts
+from, and the thumbnail. Tiles and thumbnails are rendered by geoconvert.raster.render."""
+
+from pathlib import Path
+
+from django.conf import settings
+from django.http import FileResponse, HttpResponse
+from django.urls import reverse
+from django.utils.cache import get_conditional_response
+from django.utils.http import quote_etag
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from geoconvert.api.serializers import TileJSONInput, TileJSONOutput
+from geoconvert.raster import render
+from tagger import links
+from tagger.api.auth import LINK_AUTHENTICATION
+from tagger.api.schema import ErrorOutput
+from tagger.errors import NotFound
+from tagger.models import GeoRaster
+from tagger.selectors import geo_raster_get
+
+# Part of every tile's and thumbnail's ETag: raise it when rendering changes, so clients
+# holding a cached image fetch the new one.
+RENDER_VERSION = 1
+MAX_ZOOM = 30
+# Validators only: a client keeps the image and asks again with If-None-Match, which costs
+# a 304 and no raster read; a reconversion (new hash) changes every ETag at once.
+CACHE_CONTROL = "private, no-cache"
+PNG = "image/png"
+
+
+class TileView(APIView):
+    authentication_classes = LINK_AUTHENTICATION
+    scale = 1
+
+    @extend_schema(
+        operation_id="tree_items_tiles_retrieve",
+        parameters=[
+            OpenApiParameter("z", OpenApiTypes.INT, OpenApiParameter.PATH),
+            OpenApiParameter("x", OpenApiTypes.INT, OpenApiParameter.PATH),
+            OpenApiParameter("y", OpenApiTypes.INT, OpenApiParameter.PATH),
+            OpenApiParameter("token", description="A TileJSON document's tile token."),
+        ],
+        responses={
+            (200, PNG): OpenApiTypes.BINARY,
+            204: OpenApiResponse(description="The tile is outside the raster."),
+            304: OpenApiResponse(description="Not modified (If-None-Match)."),
+            403: OpenApiResponse(ErrorOutput, description="A tile token altered or expired."),
+        },
+    )
+    def get(self, request, item_id, z, x, y):
+        """A 256 px (`@2x`: 512 px) PNG tile of the WebMercatorQuad grid."""
+        geo_raster = geo_raster_get(user=request.user, item_id=item_id)
+        links.grant_check(
+            request.auth,
+            item_id=geo_raster.item_id,
+            scope=links.Scope.TILES,
+            sha256=geo_raster.sha256,
+        )
+        z, x, y = int(z), int(x), int(y)
+        if z > MAX_ZOOM or x >= 2**z or y >= 2**z:
+            raise NotFound(f"There is no tile {z}/{x}/{y}: at zoom {z}, x and y are below {2**z}.")
+        rescaled = "s" if geo_raster.statistics else "n"
+        tag = f"{geo_raster.sha256[:16]}-{rescaled}{RENDER_VERSION}-{z}-{x}-{y}@{self.scale}"
+        headers = {"ETag": quote_etag(tag), "Cache-Control": CACHE_CONTROL}
+        cached = get_conditional_response(request, etag=headers["ETag"])
+        if cached is not None:
+            return _with_headers(cached, headers)
+        png = render.tile_png(
+            _media_path(geo_raster.file.name),
+            x,
+            y,
+            z,
+            statistics=geo_raster.statistics,
+            tilesize=256 * self.scale,
+        )
+        if png is None:
+            return HttpResponse(status=204, headers=headers)
+        return HttpResponse(png, content_type=PNG, headers=headers)
+
+
+class RetinaTileView(TileView):
+    scale = 2
+
+    @extend_schema(operation_id="tree_items_tiles_2x_retrieve")
+    def get(self, request, item_id, z, x, y):
+        return super().get(request, item_id, z, x, y)
+
+
+class TileJSONView(APIView):
+    @extend_schema(parameters=[TileJSONInput], responses=TileJSONOutput)
+    def get(self, request, item_id):
+        """TileJSON 3.0.0 for a browser map: bounds, center, zoom range from the COG, and a
+        tile URL template that carries a signed tile token (maps send no Authorization)."""
+        geo_raster = geo_raster_get(user=request.user, item_id=item_id)
+        query = TileJSONInput(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        info = render.tile_info(_media_path(geo_raster.file.name))
+        return Response(
+            TileJSONOutput(
+                {
+                    "tilejson": "3.0.0",
+                    "name": geo_raster.item.name,
+                    "scheme": "xyz",
+                    "tiles": [_tile_template(request, geo_raster, query.validated_data["scale"])],
+                    **info,
+                }
+            ).data
+        )
+
+
+class ThumbnailView(APIView):
+    @extend_schema(
+        responses={
+            (200, PNG): OpenApiTypes.BINARY,
+            304: OpenApiResponse(description="Not modified (If-None-Match)."),
+            404: OpenApiResponse(ErrorOutput, description="No such item, or not ready yet."),
+        }
+    )
+    def get(self, request, item_id):
+        """A PNG preview, long side at most 512 px, made after the conversion."""
+        geo_raster = geo_raster_get(user=request.user, item_id=item_id)
+        if not geo_raster.thumbnail:
+            raise NotFound(
+                "The thumbnail is not ready yet: it is made shortly after the conversion.",
+                code="thumbnail_not_ready",
+            )
+        tag = f"{geo_raster.sha256[:16]}-thumbnail{RENDER_VERSION}"
+        headers = {"ETag": quote_etag(tag), "Cache-Control": CACHE_CONTROL}
+        cached = get_conditional_response(request, etag=headers["ETag"])
+        if cached is not None:
+            return _with_headers(cached, headers)
+        path = _media_path(geo_raster.thumbnail.name)
+        if not path.is_file():
+            raise NotFound("The thumbnail is missing from storage.", code="thumbnail_not_ready")
+        return _with_headers(FileResponse(open(path, "rb"), content_type=PNG), headers)
+
+
+def _tile_template(request, geo_raster: GeoRaster, scale: int) -> str:
+    expires_at = links.grant_expiry(settings.TAGGER_TILE_LINK_SECONDS)
+    token = links.grant_token(
+        item_id=geo_raster.item_id,
+        scope=links.Scope.TILES,
+        sha256=geo_raster.sha256,
+        expires_at=expires_at,
+    )
+    name = "api:tile-2x" if scale == 2 else "api:tile"
+    path = reverse(name, kwargs={"item_id": geo_raster.item_id, "z": 1, "x": 2, "y": 3})
+    path = path.replace("/1/2/3", "/{z}/{x}/{y}")
+    # The braces stay literal: map libraries substitute them.
+    return f"{request.build_absolute_uri('/').rstrip('/')}{path}?token={token}"
+
+
+def _media_path(name: str) -> Path:
+    return Path(settings.MEDIA_ROOT) / name
+
+
+def _with_headers(response, headers: dict):
+    for name, value in headers.items():
+        response[name] = value
+    return response
