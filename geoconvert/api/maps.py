@@ -32,27 +32,32 @@ CACHE_CONTROL = "private, no-cache"
 PNG = "image/png"
 
 
+TILE_SCHEMA = {
+    "parameters": [
+        OpenApiParameter("z", OpenApiTypes.INT, OpenApiParameter.PATH),
+        OpenApiParameter("x", OpenApiTypes.INT, OpenApiParameter.PATH),
+        OpenApiParameter("y", OpenApiTypes.INT, OpenApiParameter.PATH),
+        OpenApiParameter("token", description="A TileJSON document's tile token."),
+    ],
+    "responses": {
+        (200, PNG): OpenApiTypes.BINARY,
+        204: OpenApiResponse(description="The tile is outside the raster."),
+        304: OpenApiResponse(description="Not modified (If-None-Match)."),
+        403: OpenApiResponse(ErrorOutput, description="A tile token altered or expired."),
+    },
+}
+
+
 class TileView(APIView):
     authentication_classes = LINK_AUTHENTICATION
     scale = 1
 
-    @extend_schema(
-        operation_id="tree_items_tiles_retrieve",
-        parameters=[
-            OpenApiParameter("z", OpenApiTypes.INT, OpenApiParameter.PATH),
-            OpenApiParameter("x", OpenApiTypes.INT, OpenApiParameter.PATH),
-            OpenApiParameter("y", OpenApiTypes.INT, OpenApiParameter.PATH),
-            OpenApiParameter("token", description="A TileJSON document's tile token."),
-        ],
-        responses={
-            (200, PNG): OpenApiTypes.BINARY,
-            204: OpenApiResponse(description="The tile is outside the raster."),
-            304: OpenApiResponse(description="Not modified (If-None-Match)."),
-            403: OpenApiResponse(ErrorOutput, description="A tile token altered or expired."),
-        },
-    )
+    @extend_schema(**TILE_SCHEMA, operation_id="tree_items_tiles_retrieve")
     def get(self, request, item_id, z, x, y):
-        """A 256 px (`@2x`: 512 px) PNG tile of the WebMercatorQuad grid."""
+        """A 256 px PNG tile of the WebMercatorQuad grid."""
+        return self.tile(request, item_id, z, x, y)
+
+    def tile(self, request, item_id, z, x, y):
         geo_raster = geo_raster_get(user=request.user, item_id=item_id)
         links.grant_check(
             request.auth,
@@ -85,9 +90,10 @@ class TileView(APIView):
 class RetinaTileView(TileView):
     scale = 2
 
-    @extend_schema(operation_id="tree_items_tiles_2x_retrieve")
+    @extend_schema(**TILE_SCHEMA, operation_id="tree_items_tiles_2x_retrieve")
     def get(self, request, item_id, z, x, y):
-        return super().get(request, item_id, z, x, y)
+        """The same tile at 512 px."""
+        return self.tile(request, item_id, z, x, y)
 
 
 class TileJSONView(APIView):

@@ -1,6 +1,7 @@
 """The OpenAPI schema (drf-spectacular) says what the API really answers, errors included."""
 
 from drf_spectacular import openapi
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.plumbing import build_basic_type, build_parameter_type
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
@@ -58,3 +59,18 @@ class AutoSchema(openapi.AutoSchema):
         if self.view.get_throttles():
             codes.append(429)
         return codes
+
+
+class SignedLinkScheme(OpenApiAuthenticationExtension):
+    """Signed links and tile tokens (`?token=`), on the routes that accept them."""
+
+    target_class = "tagger.api.auth.SignedLinkAuthentication"
+    name = "signedLink"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "query",
+            "name": "token",
+            "description": "The token of a signed link (download-link) or of a TileJSON's tiles.",
+        }

@@ -192,6 +192,20 @@ def test_prod_flower_needs_auth_and_sits_behind_the_proxy(prod):
     assert "server flower:5555;" in nginx and "server backend:8000;" in nginx
 
 
+def test_prod_downloads_are_sent_by_nginx_from_the_media_volume(base, prod):
+    prefix = prod["services"]["backend"]["environment"]["TAGGER_ACCEL_REDIRECT_PREFIX"]
+    nginx = (DOCKER / "nginx.conf").read_text()
+    location = re.search(rf"location {re.escape(prefix)} \{{(.*?)\n    \}}", nginx, re.S)
+    assert location, f"docker/nginx.conf has no location {prefix}"
+    assert re.search(r"^\s*internal;", location[1], re.M)
+    alias = re.search(r"alias (\S+);", location[1])[1]
+    media_root = re.search(r"MEDIA_ROOT=(\S+)", (DOCKER / "Dockerfile").read_text())[1]
+    assert alias.rstrip("/") == media_root.rstrip("/")
+    # The proxy reads the volume the backend and workers write, read-only.
+    assert f"media:{media_root}:ro" in prod["services"]["proxy"]["volumes"]
+    assert f"media:{media_root}" in base["services"]["backend"]["volumes"]
+
+
 def test_dockerfile_runs_as_an_unprivileged_user():
     lines = [line.strip() for line in (DOCKER / "Dockerfile").read_text().splitlines()]
     assert lines[[i for i, line in enumerate(lines) if line.startswith("FROM ")][0]] == (
