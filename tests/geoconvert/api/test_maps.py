@@ -127,3 +127,17 @@ def test_the_thumbnail_is_404_until_ready_then_a_png(api, user, tmp_path):
     assert api.get(url, HTTP_IF_NONE_MATCH=ready["ETag"]).status_code == 304
     statistics = api.get(f"/api/v1/tree-items/{item.pk}").json()["geo_raster"]["statistics"]
     assert statistics["bands"][0]["valid_pixels"] > 0
+
+
+def test_tiles_answer_cors_for_configured_origins(api, converted, settings):
+    settings.CORS_ALLOWED_ORIGINS = ["https://maps.example.org"]
+    tile = _inside_tile(converted, 13)
+    xyz = f"{tile.z}/{tile.x}/{tile.y}"
+    for path in (f"tiles/{xyz}.png", f"tiles/{xyz}@2x.png", "tilejson.json", "thumbnail.png"):
+        preflight = api.options(
+            f"/api/v1/tree-items/{converted.pk}/{path}",
+            HTTP_ORIGIN="https://maps.example.org",
+            HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET",
+            HTTP_ACCESS_CONTROL_REQUEST_HEADERS="if-none-match",
+        )
+        assert preflight["Access-Control-Allow-Origin"] == "https://maps.example.org", path
