@@ -12,7 +12,7 @@ from geoconvert.services.conversions import conversion_start
 from tagger.services import item_create
 
 # Open to anyone on purpose: getting a token, the API's description, the health check.
-PUBLIC = {"api:token", "api:health", "schema", "docs"}
+PUBLIC = {"api:token", "api:health", "schema", "docs", "redoc"}
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
