@@ -37,7 +37,9 @@ class ConvertItemView(APIView):
         item = item_get(user=request.user, item_id=item_id)
         serializer = ConvertInput(data=request.data)
         serializer.is_valid(raise_exception=True)
-        conversion, _ = conversions.conversion_start(item=item, **serializer.validated_data)
+        conversion, created = conversions.conversion_start(item=item, **serializer.validated_data)
+        if created:
+            ConvertRateThrottle.count_started(request, self)
         return Response(ConvertAcceptedOutput(conversion).data, status=status.HTTP_202_ACCEPTED)
 
 

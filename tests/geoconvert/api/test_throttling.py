@@ -46,3 +46,34 @@ def test_rate_comes_from_settings_at_request_time(api, user, settings):
     assert convert(api, _file(user, "b.tif").pk).status_code == 429
     settings.GEOCONVERT_CONVERT_RATE = "100/min"
     assert convert(api, _file(user, "c.tif").pk).status_code == 202
+
+
+def test_only_calls_that_start_a_conversion_count(api, user, settings):
+    settings.GEOCONVERT_CONVERT_RATE = "2/min"
+    first = _file(user, "first.tif")
+    started = convert(api, first.pk)
+    assert started.status_code == 202
+    # Repeats return the same task and start nothing: free, however many.
+    for _ in range(5):
+        again = convert(api, first.pk)
+        assert again.status_code == 202
+        assert again.json()["task_id"] == started.json()["task_id"]
+    # Invalid requests start nothing either.
+    for _ in range(3):
+        assert convert(api, _file(user, "x.tif").pk, {"target_crs": "EPSG:0"}).status_code == 400
+    folder = item_create(owner=user, name="folder")
+    assert convert(api, folder.pk).status_code == 400
+    # The second real start is within the rate; the third is not.
+    assert convert(api, _file(user, "second.tif").pk).status_code == 202
+    refused = convert(api, _file(user, "third.tif").pk)
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+
+
+def test_a_409_for_an_item_already_converted_does_not_count(api, user, settings):
+    from tests.factories import GeoRasterFactory
+
+    settings.GEOCONVERT_CONVERT_RATE = "1/min"
+    converted = GeoRasterFactory(item__owner=user).item
+    for _ in range(3):
+        assert convert(api, converted.pk).status_code == 409
+    assert convert(api, _file(user).pk).status_code == 202
