@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import rasterio
@@ -24,17 +26,25 @@ def crs_text(crs: CRS) -> str:
     return f"EPSG:{epsg}" if epsg is not None else crs.to_wkt()
 
 
+@contextlib.contextmanager
+def open_cog(path: Path) -> Iterator[rasterio.io.DatasetReader]:
+    """A finished COG (one ``convert()`` wrote), opened as a GeoTIFF only; RasterError when it
+    cannot be. The caller chooses the GDAL environment."""
+    try:
+        dataset = rasterio.open(path, driver="GTiff")
+    except GDAL_ERRORS as exc:
+        logger.info("cannot open %s: %s", path.name, exc)
+        raise RasterError("The converted file cannot be read back.") from None
+    with dataset:
+        yield dataset
+
+
 def describe(path: str | os.PathLike) -> RasterInfo:
     """Metadata of an existing COG (one ``convert()`` wrote)."""
     path = Path(path)
     with gdal_env(), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        try:
-            dataset = rasterio.open(path, driver="GTiff")
-        except GDAL_ERRORS as exc:
-            logger.info("describe(%s) failed: %s", path.name, exc)
-            raise RasterError("The converted file cannot be read back.") from None
-        with dataset:
+        with open_cog(path) as dataset:
             return _describe_dataset(dataset, path)
 
 

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 from rasterio.dtypes import dtype_ranges
 from rasterio.enums import ColorInterp
 from rio_tiler.constants import WGS84_CRS
@@ -37,6 +36,7 @@ from rio_tiler.io import Reader
 from rio_tiler.models import ImageData
 from rio_tiler.utils import linear_rescale
 
+from .describe import open_cog
 from .options import GDAL_ERRORS, RasterError
 from .statistics import UnsupportedDataType, cog_env
 
@@ -107,27 +107,21 @@ def _reader(path: str | os.PathLike, *, georeferenced: bool = False) -> Iterator
     # No warnings.catch_warnings() here: it swaps the process's filters, which requests on
     # other threads share. A COG convert() wrote is georeferenced and has overviews, so
     # rasterio's and rio-tiler's warnings about those do not come.
-    with cog_env():
+    with cog_env(), open_cog(path) as dataset:
+        if georeferenced and dataset.crs is None:
+            raise RasterError("The raster has no georeferencing: it cannot be tiled.")
+        if any(np.dtype(d).kind == "c" for d in dataset.dtypes):
+            raise UnsupportedDataType(
+                "The raster holds complex numbers: previews need real values."
+            )
         try:
-            dataset = rasterio.open(path, driver="GTiff")
+            with Reader(os.fspath(path), dataset=dataset) as reader:
+                yield reader
         except GDAL_ERRORS as exc:
-            logger.info("cannot open %s to render it: %s", path.name, exc)
-            raise RasterError("The converted file cannot be read back.") from None
-        with dataset:
-            if georeferenced and dataset.crs is None:
-                raise RasterError("The raster has no georeferencing: it cannot be tiled.")
-            if any(np.dtype(d).kind == "c" for d in dataset.dtypes):
-                raise UnsupportedDataType(
-                    "The raster holds complex numbers: previews need real values."
-                )
-            try:
-                with Reader(os.fspath(path), dataset=dataset) as reader:
-                    yield reader
-            except GDAL_ERRORS as exc:
-                logger.info("cannot render %s: %s", path.name, exc)
-                raise RasterError(
-                    "The converted file is truncated or corrupt: its pixels cannot be read."
-                ) from None
+            logger.info("cannot render %s: %s", path.name, exc)
+            raise RasterError(
+                "The converted file is truncated or corrupt: its pixels cannot be read."
+            ) from None
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
+from .describe import open_cog
 from .options import GDAL_ERRORS, RasterError
 from .source import CancelWatch
 
@@ -96,12 +97,7 @@ def raster_statistics(
     watch = CancelWatch(should_cancel)
     with cog_env(), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        try:
-            dataset = rasterio.open(path, driver="GTiff")
-        except GDAL_ERRORS as exc:
-            logger.info("raster_statistics(%s) cannot open it: %s", path.name, exc)
-            raise RasterError("The converted file cannot be read back.") from None
-        with dataset:
+        with open_cog(path) as dataset:
             try:
                 return {"bands": _statistics(dataset, bins, window_pixels, watch)}
             except GDAL_ERRORS as exc:
