@@ -1,6 +1,6 @@
 """Map tiles and remote reads of a COG, behind nginx as production serves them.
 
-    .venv/bin/python -m bench.tiles                         # everything, about 6 minutes
+    .venv/bin/python -m bench.tiles                         # everything, about 4 minutes
     .venv/bin/python -m bench.tiles --seconds 5 --repeats 1 --remote-runs 2   # a quick look
     BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/tagger_bench_tiles \\
         .venv/bin/python -m bench.tiles                     # PostgreSQL, as production
@@ -12,15 +12,18 @@ Celery worker), always with nginx in front, configured with docker/nginx.conf's 
 TAGGER_ACCEL_REDIRECT_PREFIX=/_protected/ asks). The rgb-10000 input (bench/inputs.py) is
 uploaded and converted through the stack; then, on that COG:
 
-1. tiles, with wrk (2 threads, --connections, --seconds per run, the rounds repeated
-   --repeats times): ``warm``, a few tiles per zoom asked again and again (the page cache
-   holds what they read; no HTTP caching); ``304``, the same with If-None-Match and the
-   tile's ETag; ``cold``, every request a tile not asked for before, from every zoom between
-   the TileJSON's minzoom and maxzoom, the COG's pages dropped from the page cache first
-   (posix_fadvise). Per zoom, latencies come from nginx's access log ($request_time) and
-   gunicorn's (the app's own time, without the wait for a free worker);
-2. per zoom, in this process: which overview a tile reads, how many blocks and bytes, and
-   where a render's time goes (cProfile);
+1. tiles, with wrk (2 threads, --connections, --seconds per run; the rounds repeated
+   --repeats times, the connection counts taking turns): ``warm``, two tiles per zoom asked
+   again and again (the page cache holds what they read; no HTTP caching); ``304``, the same
+   with If-None-Match and the tile's ETag; ``cold``, every request a tile not asked for
+   before, from every zoom between the TileJSON's minzoom and maxzoom, the COG's pages
+   dropped from the page cache at the start (posix_fadvise, this file only); ``cold-disk``,
+   the same with the pages dropped every 0.1 s meanwhile. Per zoom, latencies come from
+   nginx's access log ($request_time) and gunicorn's (the app's own time, without the wait
+   for a free worker);
+2. per zoom, in this process: which overview a tile reads, how many blocks and bytes, where
+   a render's time goes (cProfile), and rio-tiler's read against the same read from the
+   dataset opened at that overview alone;
 3. remote reads: GDAL's /vsicurl/ opening the COG and reading one 512 x 512 window at full
    resolution and one of an overview, in fresh processes, through tests/http.py's
    CountingProxy in front of nginx; with the token header (GDAL_HTTP_HEADERS) and through a
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import cProfile
 import io
 import json
@@ -44,13 +48,16 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import uuid
+import warnings
 from pathlib import Path
 
 import morecantile
 import rasterio
+from numpy.ma import getmaskarray
 from rasterio.windows import Window
 
 from bench import inputs, stack
@@ -63,6 +70,9 @@ WARM_TILES_PER_ZOOM = 2
 WINDOW = 512  # the remote reads' window, pixels a side
 REMOTE_OVERVIEW = 2  # the overview level of the second window (0 is the first overview)
 TMS = morecantile.tms.get("WebMercatorQuad")
+# The sets of tiles each round asks for (its order turns from one round to the next).
+KINDS = ("warm", "304", "cold", "cold-disk")
+COLD_KINDS = ("cold", "cold-disk")
 
 
 # The stack ---------------------------------------------------------------------------------
@@ -337,6 +347,7 @@ def wrk(
         text=True,
         check=True,
     )
+    listing.unlink()
     out = done.stdout
     result = json.loads(out[out.index("JSON ") + 5 :].splitlines()[0])
     result["distinct"] = len(lines)
@@ -352,6 +363,25 @@ def drop_from_page_cache(path: Path) -> None:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def kept_out_of_page_cache(path: Path, interval: float = 0.1):
+    """Meanwhile, the file's pages are dropped every ``interval`` seconds: its reads go to
+    the disk, as for a COG the page cache no longer holds."""
+    stop = threading.Event()
+
+    def evict() -> None:
+        while not stop.wait(interval):
+            drop_from_page_cache(path)
+
+    thread = threading.Thread(target=evict, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def resident_share(path: Path) -> float | None:
@@ -436,30 +466,35 @@ class _TrackedFile(io.FileIO):
         return n
 
 
-def _block_index(path: Path) -> tuple[list[int], list[tuple[int, int, str]]]:
-    """Every block of every level of the COG as (offset, size, level name), sorted."""
+def _level_name(level: int | None) -> str:
+    return "full resolution" if level is None else f"overview {level} (1/{2 ** (level + 1)})"
+
+
+def _block_index(path: Path) -> tuple[list[int], list[tuple[int, int, int | None]]]:
+    """Every block of every level of the COG as (offset, size, overview level or None for
+    full resolution), sorted."""
     blocks = []
     with rasterio.open(path) as dataset:
         levels = [None, *range(len(dataset.overviews(1)))]
     for level in levels:
         kwargs = {} if level is None else {"overview_level": level}
         with rasterio.open(path, **kwargs) as dataset:
-            factor = 1 if level is None else 2 ** (level + 1)
-            name = "full resolution" if level is None else f"overview {level} (1/{factor})"
             rows, cols = (-(-n // 512) for n in (dataset.height, dataset.width))
             for j in range(rows):
                 for i in range(cols):
                     offset = dataset.get_tag_item(f"BLOCK_OFFSET_{i}_{j}", "TIFF", bidx=1)
                     size = dataset.get_tag_item(f"BLOCK_SIZE_{i}_{j}", "TIFF", bidx=1)
                     if offset and size:
-                        blocks.append((int(offset), int(size), name))
+                        blocks.append((int(offset), int(size), level))
     blocks.sort()
     return [b[0] for b in blocks], blocks
 
 
 def tile_reads(path: Path, by_zoom: dict[int, list]) -> dict[int, dict]:
     """Per zoom, for the tile in the middle: the levels and blocks read, the bytes GDAL read
-    from the file (the header's included), and cProfile's split of a warm render."""
+    from the file (the header's included), cProfile's split of a warm render, and rio-tiler's
+    read of the tile as the app does it against the same read from the dataset opened at the
+    overview level it uses (OVERVIEW_LEVEL), with whether the pixels are the same."""
     from rio_tiler.io import Reader
 
     from geoconvert.raster import render
@@ -473,7 +508,7 @@ def tile_reads(path: Path, by_zoom: dict[int, list]) -> dict[int, dict]:
         with cog_env(), rasterio.open(path, opener=_TrackedFile) as dataset:
             with Reader(str(path), dataset=dataset) as reader:
                 reader.tile(tile.x, tile.y, tile.z)
-        levels: dict[str, set] = {}
+        levels: dict[int | None, set] = {}
         outside = 0  # headers, IFDs and their tile offset and size arrays
         for position, n in _TrackedFile.reads:
             k = bisect.bisect_right(starts, position) - 1
@@ -499,9 +534,13 @@ def tile_reads(path: Path, by_zoom: dict[int, list]) -> dict[int, dict]:
         for _ in range(20):
             render.tile_png(path, tile.x, tile.y, tile.z, statistics=None)
         profile.disable()
+        with cog_env():
+            level = max(levels, key=lambda k: len(levels[k])) if levels else None
+            direct = _direct_overview_read(path, tile, level)
         report[z] = dict(
             tile=f"{tile.z}/{tile.x}/{tile.y}",
-            levels={name: len(offsets) for name, offsets in levels.items()},
+            levels={_level_name(level): len(offsets) for level, offsets in levels.items()},
+            **direct,
             bytes_read=sum(n for _, n in _TrackedFile.reads),
             header_bytes=outside,
             file_reads=len(_TrackedFile.reads),
@@ -511,6 +550,34 @@ def tile_reads(path: Path, by_zoom: dict[int, list]) -> dict[int, dict]:
         )
         print(f"zoom {z}: {report[z]}", flush=True)
     return report
+
+
+def _direct_overview_read(path: Path, tile, level: int | None, runs: int = 20) -> dict:
+    from rio_tiler.errors import NoOverviewWarning
+    from rio_tiler.io import Reader
+
+    def read(**options):
+        with warnings.catch_warnings():
+            # "k only": a dataset of that level and no coarser overviews, which rio-tiler
+            # warns about.
+            warnings.simplefilter("ignore", NoOverviewWarning)
+            with rasterio.open(path, **options) as dataset, Reader(str(path), dataset=dataset) as r:
+                return r.tile(tile.x, tile.y, tile.z).array
+
+    options = {} if level is None else {"overview_level": f"{level} only"}
+    timings: dict[str, list[float]] = {"as_app_read_ms": [], "opened_at_level_read_ms": []}
+    for _ in range(runs):
+        for key, kwargs in (("as_app_read_ms", {}), ("opened_at_level_read_ms", options)):
+            started = time.perf_counter()
+            read(**kwargs)
+            timings[key].append((time.perf_counter() - started) * 1000)
+    a, b = read(), read(**options)
+    same = bool((a.data == b.data).all() and (getmaskarray(a) == getmaskarray(b)).all())
+    return {
+        **{key: statistics.median(values) for key, values in timings.items()},
+        "opened_at_level_same_pixels": same,
+        "opened_at_level_mean_abs_difference": float(abs(a.data.astype(float) - b.data).mean()),
+    }
 
 
 # (file name ending, function name) of the stages of render.tile_png
@@ -655,6 +722,7 @@ def run(args: argparse.Namespace) -> dict:
     os.environ["BENCH_ACCESS_LOG"] = "1"  # gunicorn's access log into gunicorn.log
     big = inputs.ensure("rgb-10000", args.folder)
     report: dict = {
+        "note": args.note,
         "gunicorn": f"{GUNICORN_WORKERS} sync workers x {GUNICORN_THREADS} threads",
         "database": "PostgreSQL" if os.environ.get("BENCH_DATABASE_URL") else "SQLite",
         "machine": machine(),
@@ -712,29 +780,33 @@ def run(args: argparse.Namespace) -> dict:
         rounds = [c for _ in range(args.repeats) for c in args.connections]
         # A run's share of the cold tiles follows what it can ask for: one connection keeps
         # one core busy, more keep them all busy.
-        colds = cold_lists(by_zoom, [min(c, os.cpu_count() or 1) for c in rounds])
+        weights = [min(c, os.cpu_count() or 1) for c in rounds for _ in COLD_KINDS]
+        colds = iter(cold_lists(by_zoom, weights))
 
         nginx_log, app_log = LogTail(stack_.access_log), LogTail(stack_.gunicorn_log)
         runs = []
         for i, connections in enumerate(rounds):
-            kinds = ("warm", "304", "cold")
-            for kind in kinds[i % 3 :] + kinds[: i % 3]:
-                if kind == "cold":
+            for kind in KINDS[i % len(KINDS) :] + KINDS[: i % len(KINDS)]:
+                if kind in COLD_KINDS:
                     drop_from_page_cache(cog)
                     before = resident_share(cog)
-                lines = {"warm": plain, "304": conditional}.get(kind) or [path(t) for t in colds[i]]
+                    lines = [path(t) for t in next(colds)]
+                else:
+                    lines = plain if kind == "warm" else conditional
+                evicting = kept_out_of_page_cache(cog) if kind == "cold-disk" else None
                 nginx_log.new_lines()
                 app_log.new_lines()
                 cpu, disk = app_cpu_seconds(stack_), disk_read_bytes(cog)
-                result = wrk(
-                    stack_.port,
-                    stack_.token,
-                    lines,
-                    args.folder,
-                    connections=connections,
-                    seconds=args.seconds,
-                    conditional=kind == "304",
-                )
+                with evicting or contextlib.nullcontext():
+                    result = wrk(
+                        stack_.port,
+                        stack_.token,
+                        lines,
+                        args.folder,
+                        connections=connections,
+                        seconds=args.seconds,
+                        conditional=kind == "304",
+                    )
                 time.sleep(0.5)
                 result.update(
                     app_cpu_ms_per_request=(app_cpu_seconds(stack_) - cpu)
@@ -747,7 +819,7 @@ def run(args: argparse.Namespace) -> dict:
                     nginx=nginx_records(nginx_log.new_lines()),
                     app=gunicorn_records(app_log.new_lines()),
                 )
-                if kind == "cold":
+                if kind in COLD_KINDS:
                     result["resident_before"] = before
                     result["resident_after"] = resident_share(cog)
                 runs.append(result)
@@ -885,8 +957,10 @@ def write(report: dict, results: Path) -> None:
         f"locations, downloads by X-Accel-Redirect), {report['database']}, Redis on a unix "
         "socket, one Celery worker (idle while measuring). "
         f"{report['machine']}, shared: load average {report['load_at_start'][0]:.1f} at the "
-        f"start, {report['load_at_end'][0]:.1f} at the end. GDAL {v['gdal']}, rasterio "
-        f"{v['rasterio']}, rio-tiler {v['rio_tiler']}, wrk {v['wrk']}.",
+        f"start, {report['load_at_end'][0]:.1f} at the end"
+        + (f"; {report['note']}" if report.get("note") else "")
+        + f". GDAL {v['gdal']}, rasterio {v['rasterio']}, rio-tiler {v['rio_tiler']}, "
+        f"wrk {v['wrk']}.",
         "",
         f"The COG: rgb-10000 converted through the stack in {report['conversion_s']:.1f} s; "
         f"{cog['bytes']:,} bytes, {cog['size'][0]}x{cog['size'][1]} x 3 uint8, "
@@ -896,19 +970,21 @@ def write(report: dict, results: Path) -> None:
         + ".",
         "",
         f"## Tiles: wrk, {w['threads']} threads, {w['seconds']} s per run, "
-        f"{w['repeats']} round(s) of warm, 304, cold per connection count",
+        f"{w['repeats']} round(s) of warm, 304, cold and cold-disk per connection count",
         "",
         "Medians over the rounds (statuses, errors and repeats: sums); latencies are wrk's. "
         "*app* is gunicorn's own time for the request (from the request read to the response "
         "sent: no wait for a free worker), pooled over the rounds; *CPU/req* the CPU time of "
         "gunicorn's processes over the run divided by the requests; *disk MB* what the disk "
-        "holding the COG read during each run (the whole device: other jobs' reads too).",
+        "holding the COG read during each run (the whole device: other jobs' reads too); "
+        "*repeats* the requests past the end of a cold run's list of distinct tiles (warm "
+        "and 304 repeat their tiles by design).",
         "",
         "| set | connections | requests/s | p50 ms | p95 ms | p99 ms | max ms | app p50 / p95 ms "
         "| CPU/req ms | disk MB | 200 / 204 / 304 / other | socket errors | repeats | target |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---|",
     ]
-    targets = {"warm": 50, "cold": 150}
+    targets = {"warm": 50, "cold": 150, "cold-disk": 150}
     for r in report["runs"]:
         target = targets.get(r["kind"])
         verdict = ""
@@ -919,6 +995,8 @@ def write(report: dict, results: Path) -> None:
             "warm": f"warm ({len(report['tiles_in_bounds']) * WARM_TILES_PER_ZOOM} tiles)",
             "304": "304 (If-None-Match)",
             "cold": f"cold (distinct: {', '.join(map(str, r['distinct']))})",
+            "cold-disk": "cold, the COG's pages dropped every 0.1 s (distinct: "
+            f"{', '.join(map(str, r['distinct']))})",
         }[r["kind"]]
         lines.append(
             f"| {described} | {r['connections']} | {r['rps']:.0f} | {_ms(r['p50_ms'])} "
@@ -927,55 +1005,75 @@ def write(report: dict, results: Path) -> None:
             f"| {_ms(r['app_cpu_ms_per_request'])} "
             f"| {', '.join(f'{d:.0f}' for d in r['disk_read_mb'])} "
             f"| {r['status_200']} / {r['status_204']} / {r['status_304']} / {r['status_other']} "
-            f"| {r['socket_errors']} | {r['repeats']} | {verdict} |"
+            f"| {r['socket_errors']} | {r['repeats'] if r['kind'] in COLD_KINDS else ''} "
+            f"| {verdict} |"
         )
-    cold_rows = [r for r in report["runs"] if r["kind"] == "cold"]
-    if cold_rows:
-        shares = [s for r in cold_rows for s in r["resident_before"] + r["resident_after"]]
-        if None not in shares:
-            before = max(s for r in cold_rows for s in r["resident_before"])
-            after = [f"{s:.0%}" for r in cold_rows for s in r["resident_after"]]
-            lines += [
-                "",
-                f"Cold runs: at most {before:.0%} of the COG in the page cache at the start "
-                f"(fincore), {', '.join(after)} after.",
-            ]
+    for kind in COLD_KINDS:
+        rows = [r for r in report["runs"] if r["kind"] == kind]
+        shares = [s for r in rows for s in r["resident_before"] + r["resident_after"]]
+        if rows and None not in shares:
+            before = max(s for r in rows for s in r["resident_before"])
+            after = ", ".join(f"{s:.0%}" for r in rows for s in r["resident_after"])
+            lines.append(
+                f"\n{kind}: at most {before:.0%} of the COG in the page cache at the start of "
+                f"a run (fincore), {after} at the end."
+            )
+
+    lines += [
+        "",
+        "## Per zoom, over HTTP",
+        "",
+        "Pooled over the rounds: requests, then p50 / p95 ms of nginx's `$request_time` (what "
+        "a client on loopback waits), then in brackets the app's p50 / p95 ms.",
+        "",
+    ]
+    kinds = list(report["per_zoom_http"])
+    lines.append("| zoom | " + " | ".join(kinds) + " |")
+    lines.append("|---:|" + "---|" * len(kinds))
+    for z in report["tiles_in_bounds"]:
+        cells = []
+        for k in kinds:
+            c = report["per_zoom_http"][k].get(z)
+            cells.append(
+                f"{c['n']}: {_ms(c['nginx_p50_ms'])} / {_ms(c['nginx_p95_ms'])} "
+                f"({_ms(c['app_p50_ms'])} / {_ms(c['app_p95_ms'])})"
+                if c
+                else ""
+            )
+        lines.append(f"| {z} | " + " | ".join(cells) + " |")
 
     reads = report["tile_reads"]
     lines += [
         "",
-        "## Per zoom",
+        "## Per zoom, one tile in this process",
         "",
-        "HTTP (pooled over the rounds): *n* requests, p50 / p95 of nginx's `$request_time` "
-        "(what a client on loopback waits) and of the app's time. In this process, for the "
-        "tile in the middle of each zoom: the level GDAL read and its blocks, the bytes read "
-        "from the file, and a render (`geoconvert.raster.render.tile_png`) cold (the COG's "
-        "pages dropped first; median of 5 tiles) and warm (median of 20), warm split by "
-        "cProfile.",
+        "The tile in the middle of each zoom: the level GDAL read and how many of its blocks, "
+        "the bytes read from the file (through a Python opener that notes every read); a "
+        "render (`geoconvert.raster.render.tile_png`) cold (the COG's pages dropped before "
+        "each; median of 5 tiles) and warm (median of 20), the warm one split by cProfile; "
+        "rio-tiler's read of the tile as the app does it (the full dataset: GDAL picks the "
+        "overview through the warped VRT's own overviews) against the same read from the "
+        "dataset opened at that overview alone (`OVERVIEW_LEVEL=k only`), medians of 20.",
         "",
+        "| zoom | level read (blocks) | bytes read | render cold / warm ms "
+        "| warm: open / read+warp / PNG ms | read as the app / opened at the level ms "
+        "| same pixels |",
+        "|---:|---|---:|---:|---|---|---|",
     ]
-    kinds = list(report["per_zoom_http"])
-    header = "| zoom | level read (blocks) | bytes read | render cold / warm ms "
-    header += "| warm: open / read+warp / PNG ms "
-    header += "".join(f"| {k}: n, nginx p50/p95, app p50/p95 " for k in kinds) + "|"
-    lines += [header, "|---:|---|---:|---:|---|" + "---|" * len(kinds)]
     for z in report["tiles_in_bounds"]:
         t = reads[z]
         levels = ", ".join(f"{name} ({n})" for name, n in t["levels"].items())
         stages = t["stages_ms"]
         split = " / ".join(_ms(stages.get(s)) for s in ("open", "read + warp", "PNG"))
-        cells = ""
-        for k in kinds:
-            s = report["per_zoom_http"][k].get(z)
-            cells += (
-                f"| {s['n']}: {_ms(s['nginx_p50_ms'])}/{_ms(s['nginx_p95_ms'])}, "
-                f"{_ms(s['app_p50_ms'])}/{_ms(s['app_p95_ms'])} "
-                if s
-                else "| "
-            )
+        same = (
+            "yes"
+            if t["opened_at_level_same_pixels"]
+            else f"no (mean difference {t['opened_at_level_mean_abs_difference']:.2f})"
+        )
         lines.append(
             f"| {z} | {levels} | {t['bytes_read'] / 1024:.0f} KiB "
-            f"| {_ms(t['render_cold_ms'])} / {_ms(t['render_warm_ms'])} | {split} {cells}|"
+            f"| {_ms(t['render_cold_ms'])} / {_ms(t['render_warm_ms'])} | {split} "
+            f"| {_ms(t['as_app_read_ms'])} / {_ms(t['opened_at_level_read_ms'])} | {same} |"
         )
     header_kib = statistics.median(t["header_bytes"] for t in reads.values()) / 1024
     lines += [
@@ -1029,8 +1127,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=int, default=10, help="per wrk run")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds per connection count")
+    parser.add_argument("--seconds", type=int, default=6, help="per wrk run")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds per connection count")
     parser.add_argument(
         "--connections",
         type=lambda text: [int(c) for c in text.split(",")],
@@ -1040,9 +1138,20 @@ def main() -> None:
     parser.add_argument("--remote-runs", type=int, default=5, help="remote reads per case")
     parser.add_argument("--folder", type=Path, default=ROOT / "var" / "bench")
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "results")
+    parser.add_argument("--note", default="", help="said of the machine in tiles.md")
+    parser.add_argument(
+        "--rewrite",
+        action="store_true",
+        help="only write tiles.md again from tiles.json (with --note, if given)",
+    )
     args = parser.parse_args()
     os.chdir(ROOT)
-    run(args)
+    if args.rewrite:
+        report = json.loads((args.results / "tiles.json").read_text())
+        report["note"] = args.note or report.get("note", "")
+        write(report, args.results)
+    else:
+        run(args)
 
 
 if __name__ == "__main__":

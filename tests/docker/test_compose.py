@@ -190,6 +190,9 @@ def test_prod_flower_needs_auth_and_sits_behind_the_proxy(prod):
     nginx = (DOCKER / "nginx.conf").read_text()
     assert re.search(r"location /flower/ \{\s+[^}]*proxy_pass http://tagger_flower;", nginx)
     assert "server flower:5555;" in nginx and "server backend:8000;" in nginx
+    # The Host header keeps its port, so signed links and tile URLs name this proxy.
+    assert "proxy_set_header Host $host;" not in nginx
+    assert nginx.count("proxy_set_header Host $http_host;") == 2
 
 
 def test_prod_downloads_are_sent_by_nginx_from_the_media_volume(base, prod):
