@@ -41,11 +41,6 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
-# DOWNLOADS
-# ------------------------------------------------------------------------------
-# nginx (docker/nginx.conf) sends the files from its internal /_protected/ location.
-TAGGER_ACCEL_REDIRECT_PREFIX = env("TAGGER_ACCEL_REDIRECT_PREFIX", default="/_protected/") or None
-
 # FLOWER
 # ------------------------------------------------------------------------------
 # Flower can revoke tasks and shows their arguments: never without a login here.
