@@ -129,7 +129,7 @@ FILE_UPLOAD_HANDLERS = [
 
 # DOWNLOADS, LINKS AND TILES
 # ------------------------------------------------------------------------------
-# Set behind nginx (the production image): after Django has checked access, a download is
+# Set behind nginx (the production overlay does): after Django has checked access, a download is
 # answered with `X-Accel-Redirect: <prefix><file>` and nginx sends the bytes (ranges too)
 # from its `internal` location of that prefix (docker/nginx.conf). Empty: Django sends them.
 TAGGER_ACCEL_REDIRECT_PREFIX = env("TAGGER_ACCEL_REDIRECT_PREFIX", default="") or None
