@@ -63,6 +63,7 @@ from rasterio.windows import Window
 from bench import inputs, stack
 from bench.convert import BENCH_DIR, PYTHON
 from bench.stack import GUNICORN_THREADS, GUNICORN_WORKERS, ROOT, Stack
+from tests.http import conf_block
 
 NGINX_CONF = ROOT / "docker" / "nginx.conf"
 WRK_THREADS = 2
@@ -76,18 +77,6 @@ COLD_KINDS = ("cold", "cold-disk")
 
 
 # The stack ---------------------------------------------------------------------------------
-
-
-def conf_block(conf: str, opening: str) -> str:
-    """The block of an nginx config that starts with ``opening`` ("location /x/ {"), through
-    its closing brace, comments removed (as tests/tagger/api/test_delivery.py reads it)."""
-    conf = re.sub(r"(?m)^\s*#[^\n]*", "", conf)
-    start, depth = conf.index(opening), 0
-    for end in range(start, len(conf)):
-        depth += {"{": 1, "}": -1}.get(conf[end], 0)
-        if conf[end] == "}" and depth == 0:
-            return conf[start : end + 1]
-    raise ValueError(f"unbalanced braces after {opening!r}")
 
 
 class TileStack(Stack):

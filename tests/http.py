@@ -1,8 +1,22 @@
-"""A TCP proxy that counts the bytes a server sends, for tests that check what crossed the
-wire (e.g. that /vsicurl/ fetched a window, not the file)."""
+"""HTTP plumbing for the tests and benchmarks: a TCP proxy that counts the bytes a server
+sends (that /vsicurl/ fetched a window, not the file), and reading blocks of
+docker/nginx.conf to run them in a real nginx."""
 
+import re
 import socket
 import threading
+
+
+def conf_block(conf: str, opening: str) -> str:
+    """The block of an nginx config that starts with `opening` ("location /x/ {"), through
+    its closing brace; comments removed."""
+    conf = re.sub(r"(?m)^\s*#[^\n]*", "", conf)
+    start, depth = conf.index(opening), 0
+    for end in range(start, len(conf)):
+        depth += {"{": 1, "}": -1}.get(conf[end], 0)
+        if conf[end] == "}" and depth == 0:
+            return conf[start : end + 1]
+    raise ValueError(f"unbalanced braces after {opening!r}")
 
 
 class CountingProxy:

@@ -26,6 +26,7 @@ from django.utils.http import http_date
 
 from tagger.api.delivery import CHUNK_BYTES, MAX_RANGES, ByteRange, StoredFile, file_response
 from tests.conftest import free_port, require
+from tests.http import conf_block
 
 # Closing a response sends request_finished, whose handler checks the database connection
 # a previous test may have left open.
@@ -544,18 +545,6 @@ NGINX = shutil.which("nginx") or next(
 NGINX_CONF = REPO / "docker" / "nginx.conf"
 FILE_MTIME = 946684800  # 2000-01-01, unlike our Last-Modified
 FILE_MTIME_HTTP = "Sat, 01 Jan 2000 00:00:00 GMT"
-
-
-def conf_block(conf: str, opening: str) -> str:
-    """The block of docker/nginx.conf that starts with `opening` ("location /x/ {"), through
-    its closing brace; comments removed."""
-    conf = re.sub(r"(?m)^\s*#[^\n]*", "", conf)
-    start, depth = conf.index(opening), 0
-    for end in range(start, len(conf)):
-        depth += {"{": 1, "}": -1}.get(conf[end], 0)
-        if conf[end] == "}" and depth == 0:
-            return conf[start : end + 1]
-    raise AssertionError(f"unbalanced braces after {opening!r}")
 
 
 def download_config(media: Path) -> tuple[str, str]:
