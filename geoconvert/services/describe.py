@@ -12,7 +12,6 @@ from pathlib import Path
 
 from django.conf import settings
 
-from geoconvert import raster
 from geoconvert.raster import render, statistics
 from tagger.models import GeoRaster
 from tagger.services import geo_raster_describe_save
@@ -45,9 +44,9 @@ def geo_raster_describe(*, item_id) -> DescribeSummary:
         return DescribeSummary(str(item_id), False, "The item has no geo-raster.")
     root = Path(settings.MEDIA_ROOT)
     cog = root / geo_raster.file.name
-    with raster.gdal_env():
-        stats = statistics.raster_statistics(cog)
-        png = render.thumbnail_png(cog, statistics=stats)
+    # Each reads under the engine's cog_env(), with a working block cache (not gdal_env()).
+    stats = statistics.raster_statistics(cog)
+    png = render.thumbnail_png(cog, statistics=stats)
     name = item_file_path(geo_raster.item, f"thumbnail-{geo_raster.sha256[:12]}.png")
     _write_atomically(root / name, png)
     if not geo_raster_describe_save(
