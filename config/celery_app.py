@@ -2,7 +2,7 @@
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
@@ -25,3 +25,18 @@ def _django_apps_ready(sender, **kwargs):
         import django
 
         django.setup()
+
+
+@signals.worker_ready.connect
+def _worker_presence_start(sender=None, **kwargs):
+    """Each worker keeps its presence in Redis: what `tagger_workers_online` counts."""
+    from monitoring.workers import presence_start
+
+    presence_start(sender)
+
+
+@signals.worker_shutdown.connect
+def _worker_presence_stop(sender=None, **kwargs):
+    from monitoring.workers import presence_stop
+
+    presence_stop()

@@ -4,6 +4,8 @@ from django.urls import include, path, re_path
 from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from monitoring.views import metrics
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     re_path(r"^api/v1/schema/?$", SpectacularAPIView.as_view(), name="schema"),
@@ -14,6 +16,8 @@ urlpatterns = [
         name="redoc",
     ),
     path("api/v1/", include("config.api_router")),
+    # Prometheus, outside the API: its own access rule (monitoring/views.py), not the API's.
+    re_path(r"^metrics/?$", metrics, name="metrics"),
 ]
 
 

@@ -141,6 +141,17 @@ def check_beat_schedule() -> Check:
     return Check("beat schedule", True, f"{len(rows)} periodic tasks enabled, {ran}")
 
 
+def beat_last_run_at():
+    """When beat last sent one of tagger's periodic tasks (None if never)."""
+    from django.db.models import Max
+    from django_celery_beat.models import PeriodicTask
+
+    from geoconvert.beat import PERIODIC_TASKS
+
+    rows = PeriodicTask.objects.filter(name__in=PERIODIC_TASKS, enabled=True)
+    return rows.aggregate(last=Max("last_run_at"))["last"]
+
+
 def declared_queues() -> list[str]:
     return [queue.name for queue in settings.CELERY_TASK_QUEUES]
 

@@ -102,3 +102,27 @@ class Conversion(models.Model):
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at
         return None
+
+
+class ConversionMetric(models.Model):
+    """One running total of the conversions' metrics, kept by geoconvert.services.metrics as
+    conversions start, change stage and end: `/metrics` reads these few rows, not every
+    conversion, and they only ever grow (a deleted conversion stays counted), as a
+    Prometheus counter must."""
+
+    # e.g. "duration_seconds"; see geoconvert.services.metrics.HISTOGRAMS.
+    family = models.CharField(max_length=64)
+    # The value of the family's one label (a state, an outcome, a stage), or "".
+    label = models.CharField(max_length=64, blank=True)
+    # A histogram bucket's upper bound ("0.5", "+Inf": observations in it alone, not
+    # cumulative), "sum" for the sum of the observations; "" for a counter.
+    le = models.CharField(max_length=32, blank=True)
+    value = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=("family", "label", "le"), name="one_row_per_series")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.family}{{{self.label}}} {self.le}: {self.value:g}"

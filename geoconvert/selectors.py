@@ -1,6 +1,6 @@
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Subquery
 
-from geoconvert.models import Conversion
+from geoconvert.models import Conversion, ConversionMetric
 from tagger.errors import NotFound
 from tagger.models import TreeItem
 from tagger.selectors import as_uuid
@@ -105,3 +105,18 @@ def conversion_retry_candidates(
     if task_id is not None:
         conversions = conversions.filter(pk=as_uuid(task_id))
     return conversions[:limit] if limit else conversions
+
+
+# For monitoring (/metrics): the running totals, and what is waiting now. ---------------
+
+
+def conversion_metric_values() -> dict[tuple[str, str, str], float]:
+    """Every running total of geoconvert.services.metrics: {(family, label, le): value}."""
+    rows = ConversionMetric.objects.values_list("family", "label", "le", "value")
+    return {(family, label, le): value for family, label, le, value in rows}
+
+
+def conversion_oldest_queued_at():
+    """When the conversion waiting longest was requested (None when none waits)."""
+    pending = Conversion.objects.filter(state=Conversion.State.PENDING)
+    return pending.aggregate(oldest=Min("created_at"))["oldest"]

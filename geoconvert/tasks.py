@@ -9,7 +9,9 @@ from kombu.exceptions import OperationalError as BrokerError
 from geoconvert.services.db import TRANSIENT_DB_ERRORS
 from geoconvert.services.describe import geo_raster_describe
 from geoconvert.services.housekeeping import conversion_reap_stale, orphan_files_remove
+from geoconvert.services.metrics import conversion_stage_seconds_record
 from geoconvert.services.run import ConversionStopped, RunContext, conversion_run
+from geoconvert.services.stages import StageClock
 from geoconvert.services.transitions import DESCRIBE_TASK_NAME, TASK_NAME
 
 logger = logging.getLogger(__name__)
@@ -29,14 +31,18 @@ logger = logging.getLogger(__name__)
 def convert_to_geo_raster(self, task_id: str) -> dict:
     """Convert the item of conversion `task_id` to a Cloud-Optimized GeoTIFF."""
     request = self.request
+    clock = StageClock()
+
+    def on_stage(stage, progress):
+        clock.enter(stage)
+        self.update_state(state="PROGRESS", meta={"stage": str(stage), "progress": progress})
+
     ctx = RunContext(
         task_id=task_id,
         worker=request.hostname or "",
         is_retry=request.retries > 0,
         redelivered=bool((request.delivery_info or {}).get("redelivered")),
-        on_stage=lambda stage, progress: self.update_state(
-            state="PROGRESS", meta={"stage": str(stage), "progress": progress}
-        ),
+        on_stage=on_stage,
     )
     try:
         return conversion_run(ctx)
@@ -47,6 +53,8 @@ def convert_to_geo_raster(self, task_id: str) -> dict:
             self.send_event("task-revoked", terminated=False, signum=None, expired=False)
         # The service has recorded the outcome; Celery must not overwrite it.
         raise Ignore() from None
+    finally:
+        conversion_stage_seconds_record(clock.stop())
 
 
 @shared_task(name="geoconvert.tasks.reap_stale_conversions")

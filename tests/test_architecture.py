@@ -13,7 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-PACKAGES = ("config", "tagger", "geoconvert")
+PACKAGES = ("config", "tagger", "geoconvert", "monitoring")
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
@@ -55,6 +55,11 @@ def test_the_code_keeps_every_layer_contract():
             "geoconvert/services/run.py",
             "from geoconvert.api.views import TaskViewSet",
             "Conversion app: api -> services -> selectors -> models -> engine",
+        ),
+        (
+            "geoconvert/services/run.py",
+            "from monitoring.collectors import queue_lengths",
+            "Monitoring reads the apps; the apps import nothing of it",
         ),
         (
             "geoconvert/services/transitions.py",

@@ -63,6 +63,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that it counts every response, those of the other middleware too.
+    "monitoring.http.HttpMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -304,6 +306,13 @@ CELERY_BEAT_SCHEDULER = "geoconvert.beat:DatabaseScheduler"
 # https://flower.readthedocs.io/en/latest/auth.html
 # When true, Flower refuses to start without a login (see flowerconfig.py).
 FLOWER_REQUIRE_AUTH = env.bool("FLOWER_REQUIRE_AUTH", default=False)
+
+# MONITORING
+# ------------------------------------------------------------------------------
+# https://prometheus.github.io/client_python/
+# `/metrics` (monitoring/views.py): with a token, only `Authorization: Bearer <token>` is
+# answered; without one, only clients on the loopback interface. Production requires it.
+TAGGER_METRICS_TOKEN = env("TAGGER_METRICS_TOKEN", default="")
 
 # GEOCONVERT
 # ------------------------------------------------------------------------------

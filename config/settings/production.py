@@ -18,8 +18,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(CELERY_BROKER_URL)
 # https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
-# The health check is plain HTTP from inside the container; it must not be redirected.
-SECURE_REDIRECT_EXEMPT = [r"^api/v1/health/?$"]
+# The health check is plain HTTP from inside the container, and Prometheus scrapes the
+# backend on the compose network: neither must be redirected.
+SECURE_REDIRECT_EXEMPT = [r"^api/v1/health/?$", r"^metrics/?$"]
 # False only for a local, plain-HTTP compose stack (docker/docker-compose.yml).
 SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=True)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
@@ -35,11 +36,21 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 # https://whitenoise.readthedocs.io/en/stable/django.html
 # The admin's static files are served by the app itself (collected into the image), so no
 # web server has to share a volume with it.
-MIDDLEWARE = [MIDDLEWARE[0], "whitenoise.middleware.WhiteNoiseMiddleware", *MIDDLEWARE[1:]]
+_AFTER_SECURITY = MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1
+MIDDLEWARE = [
+    *MIDDLEWARE[:_AFTER_SECURITY],
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    *MIDDLEWARE[_AFTER_SECURITY:],
+]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+
+# MONITORING
+# ------------------------------------------------------------------------------
+# Prometheus sends it as a bearer token; `/metrics` answers nothing else here.
+TAGGER_METRICS_TOKEN = env("TAGGER_METRICS_TOKEN")
 
 # FLOWER
 # ------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from django.db import DatabaseError, transaction
 
 from geoconvert.models import Conversion, Stage
 from geoconvert.services.events import conversion_event_publish
+from geoconvert.services.metrics import conversion_metrics_record
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ def conversion_transition(
                 record_backend_state(task_id, transition.target, meta)
             else:
                 mirror_softly(task_id, mirror, transition.target, meta)
+            conversion_metrics_record(task_id, name, transition.target)
             conversion_event_publish(task_id)
     return updated
 

@@ -19,6 +19,7 @@ def _production_env(tmp_path, **extra) -> dict:
         "DJANGO_ALLOWED_HOSTS": "tagger.example.com",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         "REDIS_URL": "redis://127.0.0.1:1/0",  # never contacted
+        "TAGGER_METRICS_TOKEN": secrets.token_urlsafe(32),
         **extra,
     }
     env.pop("FLOWER_BASIC_AUTH", None)

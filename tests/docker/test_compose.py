@@ -293,3 +293,18 @@ def test_the_locks_pin_every_package_and_agree():
 
     production, dev = pins("requirements.lock"), pins("requirements-dev.lock")
     assert {name: dev.get(name) for name in production} == production
+
+
+def test_the_web_process_counts_http_metrics_across_its_workers():
+    image = (DOCKER / "Dockerfile").read_text()
+    assert '"--config", "config/gunicorn.py"' in image
+    config = (DOCKER.parent / "config" / "gunicorn.py").read_text()
+    assert "PROMETHEUS_MULTIPROC_DIR" in config
+    assert "def child_exit(server, worker):" in config
+    assert "mark_process_dead(worker.pid)" in config
+
+
+def test_nginx_never_serves_the_metrics():
+    nginx = (DOCKER / "nginx.conf").read_text()
+    for path in ("/metrics", "/metrics/"):
+        assert re.search(rf"location = {path} \{{\s+return 404;\s+\}}", nginx), path

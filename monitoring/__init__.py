@@ -1,0 +1,1 @@
+"""Monitoring: the Prometheus metrics of the API and the conversions (`/metrics`)."""
