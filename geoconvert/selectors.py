@@ -1,3 +1,5 @@
+import math
+
 from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Subquery
 
 from geoconvert.models import Conversion, ConversionMetric
@@ -120,3 +122,62 @@ def conversion_oldest_queued_at():
     """When the conversion waiting longest was requested (None when none waits)."""
     pending = Conversion.objects.filter(state=Conversion.State.PENDING)
     return pending.aggregate(oldest=Min("created_at"))["oldest"]
+
+
+def conversion_stats(*, since, limit: int = 5) -> dict:
+    """What the conversions requested since `since` did (`conversion_stats`): counts per
+    state, the median and 95th percentile of run durations and queue waits, the `limit`
+    slowest runs and the `limit` most frequent failure reasons. Computed here from the rows,
+    for operators without Prometheus."""
+    rows = list(
+        Conversion.objects.filter(created_at__gte=since)
+        .order_by()
+        .values(
+            "task_id", "state", "created_at", "started_at", "finished_at", "error",
+            "item__name", "owner__username",
+        )
+    )  # fmt: skip
+    counts = {state: 0 for state in Conversion.State.values}
+    reasons: dict[str, int] = {}
+    runs, waits = [], []
+    for row in rows:
+        counts[row["state"]] += 1
+        if row["started_at"]:
+            waits.append((row["started_at"] - row["created_at"]).total_seconds())
+            if row["finished_at"] and row["state"] in Conversion.FINISHED_STATES:
+                runs.append(((row["finished_at"] - row["started_at"]).total_seconds(), row))
+        if row["state"] == Conversion.State.FAILURE:
+            reason = " ".join(row["error"].split()) or "(no reason recorded)"
+            reasons[reason] = reasons.get(reason, 0) + 1
+    runs.sort(key=lambda run: run[0], reverse=True)
+    durations = sorted(seconds for seconds, _ in runs)
+    return {
+        "since": since,
+        "total": len(rows),
+        "counts": counts,
+        "duration_seconds": _summary(durations),
+        "queue_wait_seconds": _summary(sorted(waits)),
+        "slowest": [
+            {
+                "task_id": str(row["task_id"]),
+                "state": row["state"],
+                "seconds": round(seconds, 1),
+                "item": row["item__name"],
+                "owner": row["owner__username"],
+            }
+            for seconds, row in runs[:limit]
+        ],
+        "failure_reasons": [
+            {"reason": reason, "count": n}
+            for reason, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+        ],
+    }
+
+
+def _summary(values: list[float]) -> dict:
+    """Count, median and 95th percentile (nearest rank) of sorted `values`."""
+
+    def rank(q: float):
+        return round(values[max(0, math.ceil(q * len(values)) - 1)], 1) if values else None
+
+    return {"count": len(values), "p50": rank(0.5), "p95": rank(0.95)}
