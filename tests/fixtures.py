@@ -34,6 +34,24 @@ def _database_url() -> str:
     return f"postgres://{auth}@{host}:{port}/{db['NAME']}"
 
 
+def _process_env(broker_url: str | None = None) -> dict:
+    """The environment of a process a test starts (a worker, a web server): the test
+    database, broker and media, with the test settings."""
+    broker_url = broker_url or settings.CELERY_BROKER_URL
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": _database_url(),
+        "REDIS_URL": broker_url,
+        "CELERY_BROKER_URL": broker_url,
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+    }
+    # The browser tests set it in their own process (Playwright's sync API runs an event
+    # loop there); a server keeps Django's async-safety checks.
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    return env
+
+
 class CeleryProcess:
     """A `celery` command (worker, beat, flower) running against the test database and a
     broker, with its output in `log_path`."""
@@ -46,16 +64,7 @@ class CeleryProcess:
         self.proc: subprocess.Popen | None = None
 
     def spawn(self) -> None:
-        broker_url = self.broker_url or settings.CELERY_BROKER_URL
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "config.settings.test",
-            "DATABASE_URL": _database_url(),
-            "REDIS_URL": broker_url,
-            "CELERY_BROKER_URL": broker_url,
-            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-            **self.extra_env,
-        }
+        env = {**_process_env(self.broker_url), **self.extra_env}
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config.celery_app", *self.args],
@@ -186,6 +195,78 @@ def live_worker(celery_worker, transactional_db):
         )
         Conversion.objects.filter(state=Conversion.State.PROGRESS).update(cancel_requested=True)
         time.sleep(0.2)
+
+
+class AsgiServer:
+    """uvicorn serving tagger's ASGI application (tests/asgi.py: config.asgi plus the static
+    files) in a process of its own, on a loopback port, against the test database, broker
+    and media. Event streams need ASGI; pytest-django's `live_server` is WSGI."""
+
+    def __init__(self, log_path: Path):
+        from tests.conftest import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> "AsgiServer":
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "uvicorn", "tests.asgi:application",
+                "--host", "127.0.0.1", "--port", str(self.port),
+                "--lifespan", "off", "--no-access-log",
+                # Open event streams do not hold the shutdown up.
+                "--timeout-graceful-shutdown", "2",
+            ],
+            cwd=REPO,
+            env=_process_env(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        import requests
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"uvicorn exited early:\n{self.log_tail()}")
+            try:
+                requests.get(f"{self.url}/login/", timeout=2)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        raise RuntimeError(f"uvicorn did not answer:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@pytest.fixture(scope="session")
+def asgi_live_server(django_db_setup, redis_url, tmp_path_factory):
+    """One uvicorn process for the session (AsgiServer): `.url` is its base URL.
+
+    Like `live_worker`, it is another process: a test that uses it needs `transactional_db`
+    (or `live_worker`) so the server sees what the test commits.
+    """
+    server = AsgiServer(tmp_path_factory.mktemp("uvicorn") / "uvicorn.log").start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

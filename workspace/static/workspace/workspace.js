@@ -81,7 +81,7 @@ function conversionSummary(item) {
   if (item.object_type === "geo_raster_file") return "Converted";
   if (item.object_type === "folder") return "";
   const status = feed.forItem(item.id);
-  if (!status) return "—";
+  if (!status) return "Not converted";
   if (status.state === "PROGRESS") return `Converting, ${status.progress}%`;
   return STATE_LABELS[status.state] || status.state;
 }
