@@ -104,6 +104,8 @@ def test_upload_convert_and_look_at_the_result(visit, live_worker, tmp_path, scr
     page.get_by_label("New folder").fill("Valley")
     page.get_by_role("button", name="Create folder").click()
     page.get_by_role("link", name="Valley").click()
+    page.get_by_label("New folder").fill("Older surveys")
+    page.get_by_role("button", name="Create folder").click()
 
     source = rasters.rgb_byte_tiff(tmp_path / "valley.tif")
     page.get_by_label("Upload a file").set_input_files(source)
@@ -148,6 +150,14 @@ def test_upload_convert_and_look_at_the_result(visit, live_worker, tmp_path, scr
     expect(page.get_by_role("img", name="Preview of valley.tif")).to_be_visible()
     page.wait_for_function("document.getElementById('thumbnail').naturalWidth > 0")
     screenshot(page, "workspace-result", full_page=True)
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll("input, select, textarea, button, a[href]")]
+          .filter((el) => el.offsetParent !== null)
+          .filter((el) => !(el.labels?.length || el.getAttribute("aria-label")
+                             || el.getAttribute("title") || el.textContent.trim()))
+          .map((el) => el.outerHTML)"""
+    )
+    assert not unlabelled, unlabelled
 
     # Both downloads, with the session.
     for name, content_type in (("Download the original", "image/tiff"),
