@@ -124,6 +124,7 @@ function go({ folderId = state.folderId, itemId = null } = {}) {
 async function route() {
   const { folderId, itemId } = readLocation();
   const folderChanged = folderId !== state.folderId || !state.loaded;
+  clearError();
   state.folderId = folderId;
   state.itemId = itemId;
   try {
