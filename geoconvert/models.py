@@ -75,6 +75,9 @@ class Conversion(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # When the running conversion is expected to end, estimated from its rate so far; null
+    # until it can be (the status's eta_seconds counts down to it).
+    eta_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ("-created_at",)

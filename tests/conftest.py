@@ -124,6 +124,7 @@ def _use_broker(url: str) -> None:
     if settings.configured:
         settings.REDIS_URL = url
         settings.CELERY_BROKER_URL = broker_url
+        settings.TAGGER_EVENTS_REDIS_URL = os.environ.get("TAGGER_EVENTS_REDIS_URL", url)
 
     from config.celery_app import app
 

@@ -2,9 +2,19 @@
 sends (that /vsicurl/ fetched a window, not the file), and reading blocks of
 docker/nginx.conf to run them in a real nginx."""
 
+import os
 import re
+import shutil
 import socket
+import subprocess
 import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+NGINX = shutil.which("nginx") or next(
+    (path for path in ("/usr/sbin/nginx",) if os.access(path, os.X_OK)), None
+)
 
 
 def conf_block(conf: str, opening: str) -> str:
@@ -69,3 +79,76 @@ class CountingProxy:
                     end.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+def conf_directive(conf: str, name: str) -> str:
+    """The first `name ...;` directive of an nginx config (it may span lines)."""
+    conf = re.sub(r"(?m)^\s*#[^\n]*", "", conf)
+    match = re.search(rf"(?m)^\s*{re.escape(name)}\s[^;]*;", conf)
+    if match is None:
+        raise ValueError(f"no {name} directive")
+    return match[0].strip()
+
+
+@contextmanager
+def running_nginx(prefix: Path, http_part: str, server_part: str):
+    """A real nginx (no daemon, no master process) with `http_part` in its http block and
+    `server_part` in a server listening on a free loopback port, which it yields. Its
+    temporary files and logs stay under `prefix`."""
+    from tests.conftest import free_port
+
+    port = free_port()
+    (prefix / "logs").mkdir(parents=True)
+    (prefix / "nginx.conf").write_text(
+        f"""
+        master_process off;
+        pid {prefix}/nginx.pid;
+        error_log {prefix}/logs/error.log warn;
+        events {{ worker_connections 64; }}
+        http {{
+            access_log off;
+            client_body_temp_path {prefix}/client_body;
+            proxy_temp_path {prefix}/proxy;
+            fastcgi_temp_path {prefix}/fastcgi;
+            uwsgi_temp_path {prefix}/uwsgi;
+            scgi_temp_path {prefix}/scgi;
+            default_type text/plain;
+            {http_part}
+            server {{
+                listen 127.0.0.1:{port};
+                {server_part}
+            }}
+        }}
+        """
+    )
+    with (prefix / "logs" / "output.log").open("wb") as output:
+        nginx = subprocess.Popen(
+            [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
+             "-e", str(prefix / "logs" / "error.log"), "-g", "daemon off;"],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        _wait_for_port(port, nginx, prefix / "logs")
+        yield port
+    finally:
+        nginx.terminate()
+        try:
+            nginx.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            nginx.kill()
+            nginx.wait()
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, logs: Path) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                text = "\n".join(path.read_text(errors="replace") for path in logs.iterdir())
+                raise RuntimeError(f"nginx did not start:\n{text}") from None
+            time.sleep(0.05)

@@ -139,6 +139,13 @@ FILE_UPLOAD_HANDLERS = [
 TAGGER_ACCEL_REDIRECT_PREFIX = env("TAGGER_ACCEL_REDIRECT_PREFIX", default="") or None
 # How long the signed tile URLs in a TileJSON document stay valid (seconds).
 TAGGER_TILE_LINK_SECONDS = env.int("TAGGER_TILE_LINK_SECONDS", default=24 * 3600)
+# Where nginx caches rendered tiles (docker/nginx.conf's tile location; the production overlay
+# sets 60): tiles answered to credentials nginx keys its cache on (a tile token in the URL,
+# an Authorization header) carry `X-Accel-Expires: <seconds>`, never beyond the token's
+# expiry, and nginx answers the same request with the same credentials from its cache for
+# that long. It is also how long a revoked token or a deleted item's tiles stay served.
+# 0: no X-Accel-Expires, nothing cached.
+TAGGER_TILE_PROXY_CACHE_SECONDS = env.int("TAGGER_TILE_PROXY_CACHE_SECONDS", default=0)
 
 # WORKSPACE
 # ------------------------------------------------------------------------------
@@ -220,6 +227,12 @@ SPECTACULAR_SETTINGS = {
 # Without REDIS_URL, `make run` and the tests start an embedded Redis on this socket.
 REDIS_URL = env("REDIS_URL", default=f"redis+socket://{VAR_DIR / 'redis.sock'}")
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
+# Where conversion events are streamed (geoconvert/services/events.py): the broker's Redis
+# unless set. A sentinel:// URL uses REDIS_SENTINEL_MASTER as the broker does.
+TAGGER_EVENTS_REDIS_URL = env("TAGGER_EVENTS_REDIS_URL", default=REDIS_URL)
+REDIS_SENTINEL_MASTER = env("REDIS_SENTINEL_MASTER", default="mymaster")
+# A comment line on every open event stream this often, so proxies keep it open.
+TAGGER_EVENTS_HEARTBEAT_SECONDS = env.float("TAGGER_EVENTS_HEARTBEAT_SECONDS", default=15.0)
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
 CELERY_RESULT_EXPIRES = env.int("CELERY_RESULT_EXPIRES", default=7 * 24 * 3600)
@@ -289,7 +302,7 @@ def broker_transport_options(broker_url: str) -> dict:
         ),
     }
     if broker_url.startswith("sentinel://"):
-        options["master_name"] = env("REDIS_SENTINEL_MASTER", default="mymaster")
+        options["master_name"] = REDIS_SENTINEL_MASTER
         if env("REDIS_SENTINEL_PASSWORD", default=""):
             options["sentinel_kwargs"] = {"password": env("REDIS_SENTINEL_PASSWORD")}
     return options

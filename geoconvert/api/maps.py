@@ -6,10 +6,12 @@ from pathlib import Path
 from django.conf import settings
 from django.http import FileResponse, HttpResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import get_conditional_response
 from django.utils.http import quote_etag
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.authentication import TokenAuthentication
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -74,6 +76,7 @@ class TileView(APIView):
         cached = get_conditional_response(request, etag=headers["ETag"])
         if cached is not None:
             return _with_headers(cached, headers)
+        headers |= _proxy_cache_headers(request)
         png = render.tile_png(
             _media_path(geo_raster.file.name),
             x,
@@ -158,6 +161,19 @@ def _tile_template(request, geo_raster: GeoRaster, scale: int) -> str:
     path = path.replace("/1/2/3", "/{z}/{x}/{y}")
     # The braces stay literal: map libraries substitute them.
     return f"{request.build_absolute_uri('/').rstrip('/')}{path}?token={token}"
+
+
+def _proxy_cache_headers(request) -> dict:
+    """`X-Accel-Expires` for nginx's tile cache (TAGGER_TILE_PROXY_CACHE_SECONDS), whose key
+    is the URL and the Authorization header: so only for a request authenticated by either
+    (a tile token, an API token), never by a session cookie, and never past a token's
+    expiry. nginx takes the header off before the response leaves it."""
+    seconds = settings.TAGGER_TILE_PROXY_CACHE_SECONDS
+    if isinstance(request.auth, links.Grant):
+        seconds = min(seconds, int((request.auth.expires_at - timezone.now()).total_seconds()))
+    elif not isinstance(request.successful_authenticator, TokenAuthentication):
+        return {}
+    return {"X-Accel-Expires": str(seconds)} if seconds > 0 else {}
 
 
 def _media_path(name: str) -> Path:

@@ -1,3 +1,4 @@
+from django.utils import timezone
 from rest_framework import serializers
 
 from geoconvert.models import Conversion
@@ -94,16 +95,23 @@ class TaskStatusOutput(serializers.ModelSerializer):
     status = serializers.CharField(source="stage")
     result = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
+    eta_seconds = serializers.SerializerMethodField()
 
     class Meta:
         model = Conversion
-        fields = ("task_id", "state", "status", "progress", "result", "error")
+        fields = ("task_id", "state", "status", "progress", "eta_seconds", "result", "error")
 
     def get_result(self, conversion) -> dict | None:
         return conversion.result if conversion.state == Conversion.State.SUCCESS else None
 
     def get_error(self, conversion) -> str | None:
         return conversion.error or None if conversion.state == Conversion.State.FAILURE else None
+
+    def get_eta_seconds(self, conversion) -> int | None:
+        """Seconds until the running conversion is expected to end; null until estimated."""
+        if conversion.state != Conversion.State.PROGRESS or conversion.eta_at is None:
+            return None
+        return max(0, round((conversion.eta_at - timezone.now()).total_seconds()))
 
 
 class TaskListOutput(TaskStatusOutput):

@@ -61,11 +61,9 @@ CANCEL_POLL_SECONDS = 1.0
 def gdal_env(options: CogOptions = CogOptions()) -> rasterio.Env:
     """The GDAL environment every open and conversion here runs in."""
     return rasterio.Env(
-        # NB: rasterio hands an integer GDAL_CACHEMAX to GDALSetCacheMax64, which counts
-        # bytes, so this is a cache of cache_mb *bytes*. Left so until the fault tests have
-        # an input that stays mid-write for seconds with a real cache (issue 13): with 64 MiB
-        # a 5000 px test conversion writes in ~1.4 s and a crash can miss its window.
-        GDAL_CACHEMAX=options.cache_mb,
+        # In bytes: rasterio hands an integer GDAL_CACHEMAX to GDALSetCacheMax64, which counts
+        # bytes (GDAL reads a small number as MB only from a config string, not here).
+        GDAL_CACHEMAX=options.cache_mb * 1024**2,
         # Threads go to the COG driver's compression and overviews (NUM_THREADS creation
         # option) only: GDAL_NUM_THREADS would also decode the source in threads, one TIFF
         # handle per block, which tripled the CPU time on a 1-row-strip source and gained

@@ -192,7 +192,7 @@ def test_prod_flower_needs_auth_and_sits_behind_the_proxy(prod):
     assert "server flower:5555;" in nginx and "server backend:8000;" in nginx
     # The Host header keeps its port, so signed links and tile URLs name this proxy.
     assert "proxy_set_header Host $host;" not in nginx
-    assert nginx.count("proxy_set_header Host $http_host;") == 2
+    assert nginx.count("proxy_set_header Host $http_host;") == nginx.count("proxy_pass ") == 3
 
 
 def test_prod_downloads_are_sent_by_nginx_from_the_media_volume(base, prod):
@@ -207,6 +207,25 @@ def test_prod_downloads_are_sent_by_nginx_from_the_media_volume(base, prod):
     # The proxy reads the volume the backend and workers write, read-only.
     assert f"media:{media_root}:ro" in prod["services"]["proxy"]["volumes"]
     assert f"media:{media_root}" in base["services"]["backend"]["volumes"]
+
+
+def test_prod_tiles_are_cached_by_nginx(base, prod):
+    seconds = prod["services"]["backend"]["environment"]["TAGGER_TILE_PROXY_CACHE_SECONDS"]
+    assert seconds == "${TAGGER_TILE_PROXY_CACHE_SECONDS:-60}"
+    assert "TAGGER_TILE_PROXY_CACHE_SECONDS" not in base["services"]["backend"].get(
+        "environment", {}
+    )
+    nginx = (DOCKER / "nginx.conf").read_text()
+    zone = re.search(r"proxy_cache_path \S+ [^;]*keys_zone=(\w+):", nginx)[1]
+    location = re.search(
+        r"location ~ \^/api/v1/tree-items/\[\^/\]\+/tiles/ \{(.*?)\n    \}", nginx, re.S
+    )
+    assert location, "docker/nginx.conf has no tile location"
+    assert f"proxy_cache {zone};" in location[1]
+    # The credentials are part of the key; Django's X-Accel-Expires alone says what to keep.
+    assert 'proxy_cache_key "$request_uri $http_authorization";' in location[1]
+    assert "proxy_ignore_headers Cache-Control Expires;" in location[1]
+    assert "proxy_cache_valid" not in nginx
 
 
 def test_dockerfile_runs_as_an_unprivileged_user():

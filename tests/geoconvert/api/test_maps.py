@@ -141,3 +141,29 @@ def test_tiles_answer_cors_for_configured_origins(api, converted, settings):
             HTTP_ACCESS_CONTROL_REQUEST_HEADERS="if-none-match",
         )
         assert preflight["Access-Control-Allow-Origin"] == "https://maps.example.org", path
+
+
+def test_only_credentials_in_the_url_or_header_let_nginx_cache_a_tile(
+    api, anon_api, user, converted, settings, client
+):
+    tile = _inside_tile(converted, 13)
+    path = f"/api/v1/tree-items/{converted.pk}/tiles/{tile.z}/{tile.x}/{tile.y}.png"
+    assert "X-Accel-Expires" not in api.get(path)  # 0, the default: nothing cached
+
+    settings.TAGGER_TILE_PROXY_CACHE_SECONDS = 60
+    assert api.get(path)["X-Accel-Expires"] == "60"
+    assert api.get(f"/api/v1/tree-items/{converted.pk}/tiles/10/0/0.png")["X-Accel-Expires"] == "60"
+    # A session cookie is not in nginx's cache key: never cached.
+    client.force_login(user)
+    by_session = client.get(path)
+    assert by_session.status_code == 200 and "X-Accel-Expires" not in by_session
+    # Nor is a 304, an error or a refusal.
+    etag = api.get(path)["ETag"]
+    assert "X-Accel-Expires" not in api.get(path, HTTP_IF_NONE_MATCH=etag)
+    assert "X-Accel-Expires" not in anon_api.get(path)
+    # A tile token: no longer than the token is valid.
+    settings.TAGGER_TILE_LINK_SECONDS = 20
+    parts = urlsplit(_tilejson(api, converted)["tiles"][0].format(z=tile.z, x=tile.x, y=tile.y))
+    by_token = anon_api.get(f"{parts.path}?{parts.query}")
+    assert by_token.status_code == 200
+    assert 0 < int(by_token["X-Accel-Expires"]) <= 20

@@ -197,6 +197,23 @@ def test_zstd_and_other_options_are_honoured(src_dir: Path, out_dir: Path):
         assert dataset.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "3"
 
 
+def test_the_block_cache_is_cache_mb_mebibytes(src_dir: Path, out_dir: Path):
+    # rasterio passes an integer GDAL_CACHEMAX to GDAL as bytes: 64 would be a 64-byte cache.
+    from rasterio._env import get_gdal_config
+
+    seen = []
+    convert(
+        rasters.rgb_byte_tiff(src_dir / "rgb.tif"),
+        out_dir / "cog.tif",
+        options=CogOptions(cache_mb=48),
+        progress=lambda step: seen.append((step, get_gdal_config("GDAL_CACHEMAX"))),
+    )
+
+    # Every step but the first (reported before the source is opened) runs in gdal_env().
+    during = [cache for step, cache in seen if step != Step.LOAD]
+    assert during and set(during) == {48 * 1024**2}
+
+
 @pytest.mark.parametrize(
     "options",
     [

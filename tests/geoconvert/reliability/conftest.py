@@ -21,9 +21,11 @@ REPEAT = int(os.environ.get("RELIABILITY_REPEAT", "1"))
 FAST_WORKER_ENV = {
     "GEOCONVERT_HEARTBEAT_SECONDS": "0.25",
     "GEOCONVERT_HEARTBEAT_STALE_SECONDS": "1.5",
-    # One GDAL thread: the test rasters then take seconds to write, and two workers sharing
-    # the machine's cores stay predictable.
+    # One GDAL thread and DEFLATE's slowest level: the noise rasters then take seconds to
+    # write (5000 px: ~4 s, against ~1.7 s at the default level 1), so a test has time to
+    # crash something mid-write, and two workers sharing the machine's cores stay predictable.
     "GEOCONVERT_NUM_THREADS": "1",
+    "GEOCONVERT_LEVEL": "9",
 }
 
 

@@ -57,8 +57,14 @@ def folder_files(item_id) -> list[str]:
 def wait_mid_write(task_id, item_id, attempt: int) -> None:
     """Until run number `attempt` of the conversion is writing its COG (a partial file is on
     disk), so a kill now interrupts the write."""
+    wait_all_mid_write([(task_id, item_id)], attempt)
 
-    def writing():
+
+def wait_all_mid_write(conversions, attempt: int = 1) -> None:
+    """Until every (task_id, item_id) of `conversions` is writing at the same moment: waiting
+    for one after the other could see the first finish while the second was awaited."""
+
+    def writing(task_id, item_id):
         conversion = Conversion.objects.get(pk=task_id)
         if conversion.is_finished:
             raise AssertionError(f"{task_id} ended {conversion.state}: {conversion.error}")
@@ -68,7 +74,11 @@ def wait_mid_write(task_id, item_id, attempt: int) -> None:
             and any(name.endswith(".partial") for name in folder_files(item_id))
         )
 
-    wait_until(writing, f"attempt {attempt} of {task_id} to be writing")
+    ids = ", ".join(str(task_id) for task_id, _ in conversions)
+    wait_until(
+        lambda: all([writing(*conversion) for conversion in conversions]),
+        f"attempt {attempt} of {ids} to be writing",
+    )
 
 
 def wait_finished(task_id, timeout: float = 120) -> Conversion:

@@ -27,6 +27,7 @@ from tests.geoconvert.reliability.helpers import (
     assert_converted_once,
     logs,
     start_large_conversion,
+    wait_all_mid_write,
     wait_mid_write,
     wait_until,
 )
@@ -203,8 +204,7 @@ def test_stack_rides_out_a_broker_crash(api, tmp_path, stack, outage, run):
     waiting_item = upload(api, rasters.rgb_byte_tiff(tmp_path / "waiting.tif"))
     sources = [rasters.large_noise_tiff(tmp_path / f"{n}.tif", size=5000) for n in ("a", "b")]
     running = [start_large_conversion(api, tmp_path, src=src) for src in sources]
-    for _, item_id, task_id, _ in running:
-        wait_mid_write(task_id, item_id, attempt=1)
+    wait_all_mid_write([(task_id, item_id) for _, item_id, task_id, _ in running])
     waiting = convert(api, waiting_item["id"]).json()["task_id"]
     stack.crash_broker(outage)
 

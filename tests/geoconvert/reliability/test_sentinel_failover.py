@@ -21,7 +21,7 @@ from tests.geoconvert.reliability.helpers import (
     assert_converted_once,
     logs,
     start_large_conversion,
-    wait_mid_write,
+    wait_all_mid_write,
     wait_until,
 )
 
@@ -137,8 +137,7 @@ def test_worker_and_api_carry_on_when_the_primary_dies(
         waiting_item = upload(api, rasters.rgb_byte_tiff(tmp_path / "waiting.tif"))
         sources = [rasters.large_noise_tiff(tmp_path / f"{n}.tif", size=5000) for n in "ab"]
         running = [start_large_conversion(api, tmp_path, src=src) for src in sources]
-        for _, item_id, task_id, _ in running:
-            wait_mid_write(task_id, item_id, attempt=1)
+        wait_all_mid_write([(task_id, item_id) for _, item_id, task_id, _ in running])
         waiting = convert(api, waiting_item["id"]).json()["task_id"]
         # Replication is asynchronous: the queued message must have reached the replica.
         assert replicated_redis.client("primary").execute_command("WAIT", 1, 5000) == 1

@@ -9,11 +9,7 @@ import http.client
 import json
 import os
 import re
-import shutil
-import socket
-import subprocess
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -25,8 +21,8 @@ from django.test import RequestFactory
 from django.utils.http import http_date
 
 from tagger.api.delivery import CHUNK_BYTES, MAX_RANGES, ByteRange, StoredFile, file_response
-from tests.conftest import free_port, require
-from tests.http import conf_block
+from tests.conftest import require
+from tests.http import NGINX, conf_block, running_nginx
 
 # Closing a response sends request_finished, whose handler checks the database connection
 # a previous test may have left open.
@@ -539,9 +535,6 @@ def test_byte_range_len_and_content_range():
 
 # Through nginx ----------------------------------------------------------------------------
 
-NGINX = shutil.which("nginx") or next(
-    (path for path in ("/usr/sbin/nginx",) if os.access(path, os.X_OK)), None
-)
 NGINX_CONF = REPO / "docker" / "nginx.conf"
 FILE_MTIME = 946684800  # 2000-01-01, unlike our Last-Modified
 FILE_MTIME_HTTP = "Sat, 01 Jan 2000 00:00:00 GMT"
@@ -601,63 +594,10 @@ def accel_stack(tmp_path):
 
 
 def _nginx_in_front(prefix: Path, media: Path, upstream_port: int, stored: StoredFile):
-    port = free_port()
-    (prefix / "logs").mkdir(parents=True)
     http_part, server_part = download_config(media)
-    (prefix / "nginx.conf").write_text(
-        f"""
-        master_process off;
-        pid {prefix}/nginx.pid;
-        error_log {prefix}/logs/error.log warn;
-        events {{ worker_connections 64; }}
-        http {{
-            access_log off;
-            client_body_temp_path {prefix}/client_body;
-            proxy_temp_path {prefix}/proxy;
-            fastcgi_temp_path {prefix}/fastcgi;
-            uwsgi_temp_path {prefix}/uwsgi;
-            scgi_temp_path {prefix}/scgi;
-            default_type text/plain;
-            {http_part}
-            server {{
-                listen 127.0.0.1:{port};
-                location / {{ proxy_pass http://127.0.0.1:{upstream_port}; }}
-                {server_part}
-            }}
-        }}
-        """
-    )
-    with (prefix / "logs" / "output.log").open("wb") as output:
-        nginx = subprocess.Popen(
-            [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
-             "-e", str(prefix / "logs" / "error.log"), "-g", "daemon off;"],
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        _wait_for_port(port, nginx, prefix / "logs")
+    server_part = f"location / {{ proxy_pass http://127.0.0.1:{upstream_port}; }}\n{server_part}"
+    with running_nginx(prefix, http_part, server_part) as port:
         yield port, stored
-    finally:
-        nginx.terminate()
-        try:
-            nginx.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            nginx.kill()
-            nginx.wait()
-
-
-def _wait_for_port(port: int, process: subprocess.Popen, logs: Path) -> None:
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                text = "\n".join(path.read_text(errors="replace") for path in logs.iterdir())
-                raise RuntimeError(f"nginx did not start:\n{text}") from None
-            time.sleep(0.05)
 
 
 def test_through_nginx(accel_stack):
