@@ -176,14 +176,22 @@ class AsgiServerProcess(CeleryProcess):
     loopback port, against the test database and broker: what the event streams need (the
     live_server fixture is WSGI)."""
 
-    def __init__(self, log_path: Path, *, extra_env: dict | None = None):
+    def __init__(
+        self,
+        log_path: Path,
+        *,
+        extra_env: dict | None = None,
+        app: str = "config.asgi:application",
+    ):
         from tests.conftest import free_port
 
         self.port = free_port()
+        # tests.asgi:application serves the static files too, for a browser (asgi_live_server).
+        self.app = app
         super().__init__([], log_path, extra_env={"DJANGO_ALLOWED_HOSTS": "*", **(extra_env or {})})
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "uvicorn", "config.asgi:application",
+        return [sys.executable, "-m", "uvicorn", self.app,
                 "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"]  # fmt: skip
 
     @property
@@ -246,74 +254,15 @@ def live_worker(celery_worker, transactional_db):
         time.sleep(0.2)
 
 
-class AsgiServer:
-    """uvicorn serving tagger's ASGI application (tests/asgi.py: config.asgi plus the static
-    files) in a process of its own, on a loopback port, against the test database, broker
-    and media. Event streams need ASGI; pytest-django's `live_server` is WSGI."""
-
-    def __init__(self, log_path: Path):
-        from tests.conftest import free_port
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 60) -> "AsgiServer":
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "uvicorn", "tests.asgi:application",
-                "--host", "127.0.0.1", "--port", str(self.port),
-                "--lifespan", "off", "--no-access-log",
-                # Open event streams do not hold the shutdown up.
-                "--timeout-graceful-shutdown", "2",
-            ],
-            cwd=REPO,
-            env=_process_env(),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        import requests
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"uvicorn exited early:\n{self.log_tail()}")
-            try:
-                requests.get(f"{self.url}/login/", timeout=2)
-                return self
-            except requests.ConnectionError:
-                time.sleep(0.2)
-        raise RuntimeError(f"uvicorn did not answer:\n{self.log_tail()}")
-
-    def stop(self, timeout: float = 15) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait()
-        if getattr(self, "_log", None):
-            self._log.close()
-
-    def log_tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
 @pytest.fixture(scope="session")
-def asgi_live_server(django_db_setup, redis_url, tmp_path_factory):
-    """One uvicorn process for the session (AsgiServer): `.url` is its base URL.
-
-    Like `live_worker`, it is another process: a test that uses it needs `transactional_db`
-    (or `live_worker`) so the server sees what the test commits.
-    """
-    server = AsgiServer(tmp_path_factory.mktemp("uvicorn") / "uvicorn.log").start()
+def asgi_live_server(django_db_setup, django_db_blocker, tmp_path_factory):
+    """Like `asgi_server`, for a browser: another uvicorn process, running tests/asgi.py,
+    which serves the static files beside the application (the test settings have no
+    WhiteNoise). `.url` is its base URL; tests using it need `transactional_db` (or
+    `live_worker`) so that it sees what they commit."""
+    server = AsgiServerProcess(
+        tmp_path_factory.mktemp("asgi-static") / "uvicorn.log", app="tests.asgi:application"
+    ).start()
     yield server
     server.stop()
 

@@ -116,6 +116,17 @@ def test_upload_convert_and_look_at_the_result(visit, live_worker, tmp_path, scr
     expect(page.get_by_role("heading", name="valley.tif")).to_be_visible()
     screenshot(page, "workspace-tree")
 
+    # A refused request is answered in the API's words, and nothing starts.
+    page.get_by_label("Target CRS").fill("EPSG:not-a-code")
+    page.get_by_role("button", name="Convert", exact=True).click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("EPSG:not-a-code")
+    assert "Traceback" not in alert.inner_text()
+    expect(page.locator("#conversion")).to_be_hidden()
+    page.get_by_label("Target CRS").fill("")
+    page.get_by_role("button", name="Dismiss").click()
+    expect(alert).to_be_hidden()
+
     _record_progress(page)
     with page.expect_response(lambda r: TILE.search(r.url) and r.status == 200,
                               timeout=CONVERSION_TIMEOUT_MS) as first_tile:  # fmt: skip
