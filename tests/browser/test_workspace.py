@@ -3,7 +3,9 @@ upload and convert a raster with the bar following the event stream, look at the
 the map, cancel a large conversion, and stay out of another user's items."""
 
 import io
+import json
 import re
+import uuid
 
 from django.core.files import File
 from django.core.files.base import ContentFile
@@ -235,3 +237,31 @@ def test_a_second_user_sees_none_of_the_first_users_items(visit, transactional_d
         expect(page.get_by_role("alert")).to_contain_text("Item not found.")
         expect(page.locator("#details")).to_be_hidden()
         assert "secret" not in page.locator("main").inner_text()
+
+
+def test_the_bar_shows_the_streams_stage_and_time_left(visit, transactional_db):
+    """The page as a client of the stream's contract alone: an event with a stage, progress
+    and eta_seconds is what the bar shows (and the time left counts down)."""
+    user = UserFactory()
+    item = item_create(owner=user, name="scan.tif", file=ContentFile(b"x" * 64))
+    status = {
+        "task_id": str(uuid.uuid4()), "item_id": str(item.pk), "state": "PROGRESS",
+        "status": "Creating georeferenced file", "progress": 57, "eta_seconds": 95,
+        "result": None, "error": None,
+    }  # fmt: skip
+    session = visit()
+    session.context.route(
+        "**/api/v1/events",
+        lambda route: route.fulfill(
+            status=200,
+            content_type="text/event-stream",
+            body=f"event: conversion\nid: 1-0\ndata: {json.dumps(status)}\n\n",
+        ),
+    )
+    page = session.sign_in(user)
+    expect(page.locator("#items tr", has_text="scan.tif")).to_contain_text("Converting, 57%")
+    page.get_by_role("link", name="scan.tif").click()
+    expect(page.get_by_label("Conversion progress")).to_have_attribute("value", "57")
+    expect(page.locator("#conversion-stage")).to_have_text("Creating georeferenced file")
+    expect(page.locator("#conversion-eta")).to_have_text(re.compile(r"^About 1 min \d+ s left$"))
+    expect(page.get_by_role("button", name="Cancel conversion")).to_be_visible()

@@ -82,7 +82,13 @@ export class ConversionFeed {
   record(status) {
     const known = this.byTask.get(status.task_id);
     if (known && !this.isNewer(status, known)) return;
-    const merged = { ...known, ...status, item_id: status.item_id || known?.item_id };
+    const merged = {
+      ...known,
+      ...status,
+      item_id: status.item_id || known?.item_id,
+      // eta_seconds counts from when the status was sent: the page counts down from here.
+      receivedAt: Date.now(),
+    };
     this.byTask.set(merged.task_id, merged);
     if (merged.item_id) this.byItem.set(merged.item_id, merged);
     if (this.mode === "polling") {

@@ -11,8 +11,6 @@ export function showRasterMap(element, tilejson, { basemapUrl = "", basemapAttri
     maxZoom: tilejson.maxzoom + 2,
     // Leaflet's own key bindings (arrows to pan, +/- to zoom) once the map has focus.
     keyboard: true,
-    // Fractional zooms, so the raster fills the map instead of the nearest power of two.
-    zoomSnap: 0.25,
   });
   if (basemapUrl) {
     L.tileLayer(basemapUrl, { attribution: basemapAttribution, maxZoom: 22 }).addTo(map);
@@ -24,6 +22,7 @@ export function showRasterMap(element, tilejson, { basemapUrl = "", basemapAttri
     noWrap: true,
     className: "raster-tiles",
   }).addTo(map);
-  map.fitBounds(bounds, { padding: [12, 12] });
+  // Whole zoom levels: at fractional ones Leaflet leaves hairline seams between tiles.
+  map.fitBounds(bounds);
   return map;
 }

@@ -20,6 +20,7 @@ const state = {
   // Tasks this page asked to cancel, until the stream says they stopped.
   cancelling: new Set(),
   detailsTimer: null,
+  etaTimer: null,
 };
 
 // ---------------------------------------------------------------------------- messages
@@ -454,13 +455,7 @@ function renderConversion() {
   $("conversion-stage").textContent = cancelling
     ? `Cancellation requested; ${status.status}`
     : status.status || "";
-  let eta = "";
-  if (status.state === "PROGRESS" && !cancelling) {
-    eta = status.eta_seconds === null || status.eta_seconds === undefined
-      ? "Estimating the time left…"
-      : `About ${formatDuration(status.eta_seconds)} left`;
-  }
-  $("conversion-eta").textContent = eta;
+  renderEta();
   const error = $("conversion-error");
   error.hidden = status.state !== "FAILURE";
   error.textContent = status.state === "FAILURE" ? status.error || "The conversion failed." : "";
@@ -470,6 +465,23 @@ function renderConversion() {
   // After a stop, the options stay editable for the retry.
   if (stopped) $("convert-section").hidden = false;
   $("convert-button").hidden = Boolean(stopped);
+}
+
+// The time left, counted down between events (the stream sends one per change only).
+function renderEta() {
+  window.clearTimeout(state.etaTimer);
+  const status = state.item && feed.forItem(state.item.id);
+  let text = "";
+  if (status?.state === "PROGRESS" && !state.cancelling.has(status.task_id)) {
+    if (status.eta_seconds === null || status.eta_seconds === undefined) {
+      text = "Estimating the time left…";
+    } else {
+      const left = status.eta_seconds - (Date.now() - status.receivedAt) / 1000;
+      text = left >= 1 ? `About ${formatDuration(left)} left` : "Almost done…";
+      state.etaTimer = window.setTimeout(renderEta, 1000);
+    }
+  }
+  $("conversion-eta").textContent = text;
 }
 
 function conversionOptions() {
