@@ -331,3 +331,26 @@ def test_publishing_survives_redis_being_down(user, settings, caplog):
     assert "Could not publish a conversion event" in caplog.text
     with pytest.raises(redis.RedisError):
         events.redis_client().ping()
+
+
+def test_streams_and_their_links_answer_cors_for_configured_origins(user, api, settings):
+    settings.CORS_ALLOWED_ORIGINS = ["https://maps.example.org"]
+    conversion = _pending(user)
+    for path in (
+        "/api/v1/events",
+        "/api/v1/events/link",
+        f"/api/v1/tasks/{conversion.task_id}/events",
+    ):
+        preflight = api.options(
+            path,
+            HTTP_ORIGIN="https://maps.example.org",
+            HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET",
+            HTTP_ACCESS_CONTROL_REQUEST_HEADERS="last-event-id",
+        )
+        assert preflight["Access-Control-Allow-Origin"] == "https://maps.example.org", path
+    other = api.options(
+        "/api/v1/tree-items",
+        HTTP_ORIGIN="https://maps.example.org",
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET",
+    )
+    assert "Access-Control-Allow-Origin" not in other
