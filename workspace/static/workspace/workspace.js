@@ -111,15 +111,10 @@ function go({ folderId = state.folderId, itemId = null } = {}) {
   if (folderId) params.set("folder", folderId);
   if (itemId) params.set("item", itemId);
   const hash = params.toString() ? `#${params}` : "";
-  if (hash === window.location.hash) {
-    route();
-  } else if (hash) {
-    window.location.hash = hash;
-  } else {
-    // Back to the top of the tree without leaving a bare "#" in the address.
-    history.pushState(null, "", window.location.pathname);
-    route();
-  }
+  // An empty fragment still leaves "#" in the address, but keeps one way of moving: every
+  // move is a hashchange, so Back and Forward go through route() as clicks do.
+  if (hash === window.location.hash || (!hash && !window.location.hash.slice(1))) route();
+  else window.location.hash = hash;
 }
 
 async function route() {
@@ -182,12 +177,6 @@ function renderBreadcrumbs(trail) {
     const node = last
       ? el("span", { "aria-current": "page", text: crumb.name })
       : el("a", { href: crumb.id ? `#folder=${crumb.id}` : "#", text: crumb.name });
-    if (!last && !crumb.id) {
-      node.addEventListener("click", (event) => {
-        event.preventDefault();
-        go({ folderId: null });
-      });
-    }
     list.append(el("li", {}, node));
   });
   const here = crumbs[crumbs.length - 1].name;
