@@ -265,3 +265,28 @@ def test_the_bar_shows_the_streams_stage_and_time_left(visit, transactional_db):
     expect(page.locator("#conversion-stage")).to_have_text("Creating georeferenced file")
     expect(page.locator("#conversion-eta")).to_have_text(re.compile(r"^About 1 min \d+ s left$"))
     expect(page.get_by_role("button", name="Cancel conversion")).to_be_visible()
+
+
+def test_a_raster_without_georeferencing_is_placed_by_crs_and_bounds(visit, live_worker, tmp_path):
+    user = UserFactory()
+    with open(rasters.ungeoreferenced_png(tmp_path / "scan.png"), "rb") as fh:
+        item_create(owner=user, name="scan.png", file=File(fh, name="scan.png"))
+    page = visit().sign_in(user)
+    page.get_by_role("link", name="scan.png").click()
+
+    page.get_by_label("CRS of the bounds").fill("EPSG:4326")
+    page.get_by_label("West").fill("15")
+    page.get_by_label("South").fill("45")
+    page.get_by_role("button", name="Convert", exact=True).click()
+    expect(page.get_by_role("alert")).to_contain_text("all four bounds")
+
+    page.get_by_label("East").fill("15.5")
+    page.get_by_label("North").fill("45.5")
+    page.get_by_role("button", name="Convert", exact=True).click()
+    expect(page.locator("#conversion-state")).to_have_text(
+        "Converted", timeout=CONVERSION_TIMEOUT_MS
+    )
+    metadata = page.locator("#metadata")
+    expect(metadata).to_contain_text("EPSG:4326")
+    expect(metadata).to_contain_text("W 15, S 45, E 15.5, N 45.5")
+    expect(page.locator(".raster-tiles img.leaflet-tile-loaded").first).to_be_visible()
