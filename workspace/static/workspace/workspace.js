@@ -424,6 +424,16 @@ function renderDetails(item) {
 function renderConversion() {
   const item = state.item;
   if (!item || item.object_type === "folder") return;
+  const focused = document.activeElement;
+  renderConversionState(item);
+  // A button that was just used may have gone (Convert, Cancel): keep the focus nearby.
+  if ($("details").contains(focused) && focused.offsetParent === null) {
+    const next = [$("cancel-button"), $("retry-button")].find((b) => b.offsetParent !== null);
+    (next || $("conversion-heading")).focus();
+  }
+}
+
+function renderConversionState(item) {
   const status = feed.forItem(item.id);
   const converted = item.object_type === "geo_raster_file";
   const active = status && ACTIVE.has(status.state);
@@ -449,7 +459,8 @@ function renderConversion() {
   error.hidden = status.state !== "FAILURE";
   error.textContent = status.state === "FAILURE" ? status.error || "The conversion failed." : "";
   $("cancel-button").hidden = !active;
-  $("cancel-button").disabled = cancelling;
+  // aria-disabled, not disabled: a disabled button would drop the keyboard focus.
+  $("cancel-button").setAttribute("aria-disabled", String(cancelling));
   $("retry-button").hidden = !stopped;
   // After a stop, the options stay editable for the retry.
   if (stopped) $("convert-section").hidden = false;
@@ -508,7 +519,6 @@ async function convert() {
     feed.started(item.id, accepted.task_id);
     notify(`Conversion of ${item.name} started.`);
     renderConversion();
-    $("conversion-bar").focus();
   } catch (error) {
     showError(error);
   }
@@ -522,7 +532,7 @@ $("retry-button").addEventListener("click", convert);
 
 $("cancel-button").addEventListener("click", async () => {
   const status = feed.forItem(state.item.id);
-  if (!status) return;
+  if (!status || state.cancelling.has(status.task_id)) return;
   try {
     await api(`${API}/tasks/${status.task_id}/cancel`, { method: "POST" });
     clearError();
