@@ -127,7 +127,13 @@ def _lib() -> ctypes.CDLL:
     lib.GDALGetDriverByName.restype = ctypes.c_void_p
     lib.GDALGetDriverByName.argtypes = [ctypes.c_char_p]
     lib.GDALOpenEx.restype = ctypes.c_void_p
-    lib.GDALOpenEx.argtypes = [ctypes.c_char_p, ctypes.c_uint, _StringList, _StringList, _StringList]
+    lib.GDALOpenEx.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_uint,
+        _StringList,
+        _StringList,
+        _StringList,
+    ]
     lib.GDALCreateCopy.restype = ctypes.c_void_p
     lib.GDALCreateCopy.argtypes = [
         ctypes.c_void_p,
