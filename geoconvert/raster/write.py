@@ -62,6 +62,9 @@ def convert(
 ) -> RasterInfo:
     """Write ``src`` as a COG at ``dst`` and describe the result.
 
+    ``progress`` hears each ``Step`` as it begins, ``write_progress`` the write's fraction
+    done (see the module's docstring).
+
     Raises ``RasterError`` for input that cannot be converted, ``ConversionCancelled`` when
     ``should_cancel()`` returned true; in both cases dst is untouched and no partial file stays.
     """
