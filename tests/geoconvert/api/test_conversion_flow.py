@@ -226,6 +226,7 @@ def test_a_queued_conversion_is_reused_and_can_be_cancelled(api, tmp_path, live_
             "state": "PENDING",
             "status": "Waiting in queue",
             "progress": 0,
+            "eta_seconds": None,
             "result": None,
             "error": None,
         }
