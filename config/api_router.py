@@ -1,6 +1,7 @@
 from django.urls import re_path
 from rest_framework.routers import DefaultRouter
 
+from geoconvert.api.events import EventLinkView, EventsView, TaskEventsView
 from geoconvert.api.maps import RetinaTileView, ThumbnailView, TileJSONView, TileView
 from geoconvert.api.views import (
     ConvertItemView,
@@ -58,5 +59,8 @@ urlpatterns = [
         ThumbnailView.as_view(),
         name="thumbnail",
     ),
+    re_path(r"^events/?$", EventsView.as_view(), name="events"),
+    re_path(r"^events/link/?$", EventLinkView.as_view(), name="events-link"),
+    re_path(r"^tasks/(?P<pk>[^/.]+)/events/?$", TaskEventsView.as_view(), name="task-events"),
     *router.urls,
 ]

@@ -1,4 +1,4 @@
-from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 
 from geoconvert.models import Conversion
 from tagger.errors import NotFound
@@ -21,6 +21,18 @@ def conversion_get(*, user, task_id) -> Conversion:
     if not conversion:
         raise NotFound("Task not found.")
     return conversion
+
+
+def conversion_event_fields(
+    *, owner_id, task_ids: list, active: bool, fields: tuple[str, ...]
+) -> list[dict]:
+    """`fields` of the owner's conversions among `task_ids`, and with `active` of every
+    unfinished one too, oldest first (what an event stream sends on connect)."""
+    wanted = Q(pk__in=task_ids)
+    if active:
+        wanted |= Q(state__in=Conversion.ACTIVE_STATES)
+    rows = Conversion.objects.filter(wanted, owner_id=owner_id).order_by("created_at")
+    return list(rows.values(*fields))
 
 
 def conversion_active_for_item(*, item: TreeItem) -> Conversion | None:

@@ -4,6 +4,9 @@ A grant names one item, one scope (its original, its COG, or its map tiles) and 
 hash of the file it was made for; it is signed with SECRET_KEY (django.core.signing) and
 carries its expiry. It stops working when it expires, when the file changes (a reconversion
 gives the COG a new hash) and when the item is deleted.
+
+A user grant names one user and one scope (their event stream, which a browser's EventSource
+opens without headers); it stops working when it expires or the account is disabled.
 """
 
 import uuid
@@ -27,6 +30,7 @@ class Scope(StrEnum):
     ORIGINAL = "original"
     GEO_RASTER = "geo_raster"
     TILES = "tiles"
+    EVENTS = "events"
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,19 @@ class Grant:
     scope: Scope
     sha256: str
     expires_at: datetime
+
+
+@dataclass(frozen=True)
+class UserGrant:
+    user_id: str
+    scope: Scope
+    expires_at: datetime
+
+
+def user_grant_token(*, user_id, scope: Scope, expires_at: datetime) -> str:
+    """The token of a signed link to one user's `scope` (URL-safe)."""
+    payload = {"u": str(user_id), "s": str(scope), "x": int(expires_at.timestamp())}
+    return signing.dumps(payload, salt=SALT, compress=True)
 
 
 def grant_token(*, item_id: uuid.UUID, scope: Scope, sha256: str, expires_at: datetime) -> str:
@@ -53,16 +70,22 @@ def grant_expiry(seconds: int, *, now: datetime | None = None) -> datetime:
     return ((now or timezone.now()) + timedelta(seconds=seconds)).replace(microsecond=0)
 
 
-def grant_from_token(token: str, *, now: datetime | None = None) -> Grant:
+def grant_from_token(token: str, *, now: datetime | None = None) -> Grant | UserGrant:
     """The grant a token carries; Forbidden when it was altered or has expired."""
     try:
         payload = signing.loads(token, salt=SALT)
-        grant = Grant(
-            item_id=uuid.UUID(hex=payload["i"]),
-            scope=Scope(payload["s"]),
-            sha256=str(payload["h"]),
-            expires_at=datetime.fromtimestamp(int(payload["x"]), tz=UTC),
-        )
+        expires_at = datetime.fromtimestamp(int(payload["x"]), tz=UTC)
+        if "u" in payload:
+            grant = UserGrant(
+                user_id=str(payload["u"]), scope=Scope(payload["s"]), expires_at=expires_at
+            )
+        else:
+            grant = Grant(
+                item_id=uuid.UUID(hex=payload["i"]),
+                scope=Scope(payload["s"]),
+                sha256=str(payload["h"]),
+                expires_at=expires_at,
+            )
     except (signing.BadSignature, KeyError, TypeError, ValueError):
         raise Forbidden(
             "This link is not valid: it was altered or is incomplete.", code="link_invalid"

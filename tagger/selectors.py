@@ -1,5 +1,7 @@
 import uuid
 
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
 from tagger.errors import NotFound
@@ -38,6 +40,15 @@ def as_uuid(value) -> uuid.UUID | None:
     try:
         return uuid.UUID(str(value))
     except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def user_get(*, user_id):
+    """A user by primary key, whoever asks (for user grants); None when there is none."""
+    User = get_user_model()
+    try:
+        return User.objects.filter(pk=User._meta.pk.to_python(user_id)).first()
+    except (ValueError, ValidationError):
         return None
 
 

@@ -58,13 +58,16 @@ class CeleryProcess:
         }
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config.celery_app", *self.args],
+            self.command(),
             cwd=REPO,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "celery", "-A", "config.celery_app", *self.args]
 
     @property
     def alive(self) -> bool:
@@ -157,6 +160,52 @@ class WorkerProcess(CeleryProcess):
             return [child.pid for child in psutil.Process(self.proc.pid).children()]
         except psutil.NoSuchProcess:
             return []
+
+
+class AsgiServerProcess(CeleryProcess):
+    """The API under uvicorn (config.asgi, as `make run` and the image serve it), on a free
+    loopback port, against the test database and broker: what the event streams need (the
+    live_server fixture is WSGI)."""
+
+    def __init__(self, log_path: Path, *, extra_env: dict | None = None):
+        from tests.conftest import free_port
+
+        self.port = free_port()
+        super().__init__([], log_path, extra_env={"DJANGO_ALLOWED_HOSTS": "*", **(extra_env or {})})
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "uvicorn", "config.asgi:application",
+                "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"]  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> "AsgiServerProcess":
+        import socket
+
+        self.spawn()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if not self.alive or time.monotonic() > deadline:
+                    raise RuntimeError(f"uvicorn did not start:\n{self.log_tail()}") from None
+                time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def asgi_server(django_db_setup, django_db_blocker, tmp_path_factory):
+    """One uvicorn for the session, heartbeats every second; tests using it need
+    `transactional_db` so that it sees what they commit."""
+    server = AsgiServerProcess(
+        tmp_path_factory.mktemp("asgi") / "uvicorn.log",
+        extra_env={"TAGGER_EVENTS_HEARTBEAT_SECONDS": "1"},
+    ).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -147,11 +147,13 @@ TAGGER_TILE_PROXY_CACHE_SECONDS = env.int("TAGGER_TILE_PROXY_CACHE_SECONDS", def
 # ------------------------------------------------------------------------------
 # https://github.com/adamchainz/django-cors-headers
 # Browser apps on these origins (e.g. "https://maps.example.org") may read downloads, signed
-# links and tiles: geotiff.js, OpenLayers and Leaflet send Range and read Content-Range.
+# links and tiles: geotiff.js, OpenLayers and Leaflet send Range and read Content-Range;
+# and follow conversions (the event streams and their links).
 CORS_ALLOWED_ORIGINS = env.list("TAGGER_CORS_ALLOWED_ORIGINS", default=[])
 CORS_URLS_REGEX = (
-    r"^/api/v1/tree-items/[^/]+/"
-    r"(download|download-link|tilejson\.json|thumbnail\.png|tiles/\d+/\d+/\d+(@2x)?\.png)/?$"
+    r"^/api/v1/(tree-items/[^/]+/"
+    r"(download|download-link|tilejson\.json|thumbnail\.png|tiles/\d+/\d+/\d+(@2x)?\.png)"
+    r"|events(/link)?|tasks/[^/]+/events)/?$"
 )
 CORS_ALLOW_METHODS = ("GET", "HEAD", "OPTIONS", "POST")
 CORS_ALLOW_HEADERS = (
@@ -161,6 +163,7 @@ CORS_ALLOW_HEADERS = (
     "if-modified-since",
     "if-none-match",
     "if-range",
+    "last-event-id",
     "range",
 )
 CORS_EXPOSE_HEADERS = (

@@ -2,6 +2,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from geoconvert.models import Conversion
+from tagger import links
 
 
 class ConvertInput(serializers.Serializer):
@@ -158,3 +159,14 @@ class TileJSONOutput(serializers.Serializer):
     center = serializers.ListField(child=serializers.FloatField(), min_length=3, max_length=3)
     minzoom = serializers.IntegerField()
     maxzoom = serializers.IntegerField()
+
+
+class EventLinkInput(serializers.Serializer):
+    expires_in = serializers.IntegerField(
+        min_value=1, max_value=links.MAX_SECONDS, default=links.DEFAULT_SECONDS
+    )
+
+
+class EventLinkOutput(serializers.Serializer):
+    url = serializers.URLField()
+    expires_at = serializers.DateTimeField()

@@ -23,6 +23,7 @@ from geoconvert import raster
 from geoconvert.models import STAGE_PROGRESS, Conversion, Stage
 from geoconvert.services.db import TRANSIENT_DB_ERRORS, retrying_db
 from geoconvert.services.engine import STEP_STAGES, cog_options, georef_from_params, raster_limits
+from geoconvert.services.events import conversion_event_publish
 from geoconvert.services.heartbeat import Heartbeat
 from geoconvert.services.transitions import conversion_transition, mirror_softly
 from tagger.errors import ApplicationError
@@ -377,6 +378,7 @@ def _save_progress(ctx: RunContext, claim, stage: Stage, progress: int, **fields
     )
     if not updated:
         raise _Lost()
+    conversion_event_publish(ctx.task_id)
     mirror_softly(
         ctx.task_id, ctx.mirror, Conversion.State.PROGRESS, {"stage": stage, "progress": progress}
     )

@@ -11,7 +11,8 @@
 Each change is one conditional UPDATE (it matches only from the allowed states, plus what
 the caller requires: the run's claim, the heartbeat it read) and, in the same transaction,
 its mirror in django-celery-results, so the admin and Flower agree with the API: both are
-committed, or neither.
+committed, or neither. Once committed, each change is published to the owner's event stream
+(geoconvert.services.events).
 """
 
 import logging
@@ -23,6 +24,7 @@ from celery import current_app
 from django.db import DatabaseError, transaction
 
 from geoconvert.models import Conversion, Stage
+from geoconvert.services.events import conversion_event_publish
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ def conversion_create(**fields) -> Conversion:
     """The new conversion, PENDING, and its mirror (inside the caller's transaction)."""
     conversion = Conversion.objects.create(**fields)
     record_backend_state(conversion.task_id, State.PENDING, stage_meta(Stage.QUEUED, 0))
+    conversion_event_publish(conversion.task_id)
     return conversion
 
 
@@ -75,6 +78,7 @@ def conversion_transition(
                 record_backend_state(task_id, transition.target, meta)
             else:
                 mirror_softly(task_id, mirror, transition.target, meta)
+            conversion_event_publish(task_id)
     return updated
 
 

@@ -74,3 +74,18 @@ class SignedLinkScheme(OpenApiAuthenticationExtension):
             "name": "token",
             "description": "The token of a signed link (download-link) or of a TileJSON's tiles.",
         }
+
+
+class UserLinkScheme(OpenApiAuthenticationExtension):
+    """Event-stream links (`?token=` from POST /api/v1/events/link)."""
+
+    target_class = "tagger.api.auth.UserLinkAuthentication"
+    name = "eventsLink"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "query",
+            "name": "token",
+            "description": "The token of an event-stream link (POST /api/v1/events/link).",
+        }

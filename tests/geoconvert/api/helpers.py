@@ -86,3 +86,11 @@ def convert_in_process(owner, path: Path, *, name: str | None = None, describe: 
     if describe:
         geo_raster_describe(item_id=item.pk)
     return TreeItem.objects.select_related("geo_raster").get(pk=item.pk)
+
+
+def broker_dispatches(callbacks) -> list:
+    """Of the on-commit callbacks captured (django_capture_on_commit_callbacks), those that
+    send a conversion to the broker (not the event publishes)."""
+    from geoconvert.services.conversions import conversion_dispatch
+
+    return [c for c in callbacks if getattr(c, "func", None) is conversion_dispatch]
