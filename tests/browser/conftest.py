@@ -111,4 +111,5 @@ def screenshot():
             Path(folder).mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(Path(folder) / f"{name}.png"), **options)
 
+    take.enabled = bool(folder)
     return take
