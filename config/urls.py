@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/v1/", include("config.api_router")),
     # Prometheus, outside the API: its own access rule (monitoring/views.py), not the API's.
     re_path(r"^metrics/?$", metrics, name="metrics"),
+    path("", include("workspace.urls")),
 ]
 
 
