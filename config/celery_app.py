@@ -27,6 +27,28 @@ def _django_apps_ready(sender, **kwargs):
         django.setup()
 
 
+# Each task's log lines carry its id and the id of the API request that sent it.
+@signals.before_task_publish.connect
+def _request_id_header(headers=None, **kwargs):
+    from tagger.logs import task_headers_add
+
+    task_headers_add(headers=headers)
+
+
+@signals.task_prerun.connect
+def _task_log_context(task_id=None, task=None, **kwargs):
+    from tagger.logs import task_context_start
+
+    task_context_start(task_id=task_id, task=task)
+
+
+@signals.task_postrun.connect
+def _task_log_context_end(task_id=None, **kwargs):
+    from tagger.logs import task_context_end
+
+    task_context_end(task_id=task_id)
+
+
 @signals.worker_ready.connect
 def _worker_presence_start(sender=None, **kwargs):
     """Each worker keeps its presence in Redis: what `tagger_workers_online` counts."""

@@ -16,6 +16,23 @@ def conversion_list(*, user, state: str | None = None) -> QuerySet[Conversion]:
     return conversions
 
 
+def conversion_log_fields(*, task_id) -> dict:
+    """What a conversion's log lines say about it: item, user, and the attempt a run of it
+    now would be (the run binds the attempt it claims)."""
+    row = (
+        Conversion.objects.filter(pk=as_uuid(task_id))
+        .values("item_id", "owner_id", "attempts")
+        .first()
+    )
+    if row is None:
+        return {}
+    return {
+        "item_id": str(row["item_id"]),
+        "user_id": row["owner_id"],
+        "attempt": row["attempts"] + 1,
+    }
+
+
 def conversion_get(*, user, task_id) -> Conversion:
     """One of the caller's conversions; a foreign or unknown task id is the same 404."""
     task_uuid = as_uuid(task_id)

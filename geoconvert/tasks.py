@@ -6,6 +6,7 @@ from celery import shared_task
 from celery.exceptions import Ignore
 from kombu.exceptions import OperationalError as BrokerError
 
+from geoconvert.selectors import conversion_log_fields
 from geoconvert.services.db import TRANSIENT_DB_ERRORS
 from geoconvert.services.describe import geo_raster_describe
 from geoconvert.services.housekeeping import conversion_reap_stale, orphan_files_remove
@@ -13,6 +14,7 @@ from geoconvert.services.metrics import conversion_stage_seconds_record
 from geoconvert.services.run import ConversionStopped, RunContext, conversion_run
 from geoconvert.services.stages import StageClock
 from geoconvert.services.transitions import DESCRIBE_TASK_NAME, TASK_NAME
+from tagger.logs import log_bind
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,9 @@ def convert_to_geo_raster(self, task_id: str) -> dict:
         redelivered=bool((request.delivery_info or {}).get("redelivered")),
         on_stage=on_stage,
     )
+    # The rest of this task's lines (Celery's own "succeeded" too) say which item, user and
+    # attempt they are about; the task's end (task_postrun) unbinds them.
+    log_bind(**conversion_log_fields(task_id=task_id))
     try:
         return conversion_run(ctx)
     except ConversionStopped as stop:
@@ -78,4 +83,5 @@ def remove_orphaned_files() -> dict:
 def describe_geo_raster(item_id: str) -> dict:
     """Statistics and thumbnail of an item's COG: linked to each conversion's task, so it
     runs once the conversion has succeeded (and never when it did not)."""
+    log_bind(item_id=item_id)
     return geo_raster_describe(item_id=item_id).as_dict()

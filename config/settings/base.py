@@ -67,6 +67,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so that it counts every response, those of the other middleware too.
     "monitoring.http.HttpMetricsMiddleware",
+    # The request's id (X-Request-ID) on its log lines, its tasks' lines and its response.
+    "tagger.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -286,6 +288,9 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=3900)
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The worker logs through Django's LOGGING (JSON lines in production, with each task's
+# context), not a root handler of Celery's own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's consumer, except that it survives a Redis broker that dies (config/celery_consumer.py).
 CELERY_WORKER_CONSUMER = "config.celery_consumer:Consumer"
 
@@ -372,11 +377,36 @@ GEOCONVERT |= {
 
 # LOGGING
 # ------------------------------------------------------------------------------
+# https://docs.djangoproject.com/en/5.2/topics/logging/
+# https://nhairs.github.io/python-json-logger/
+# "text" (readable; `make run`) or "json" (one JSON object a line; production's default).
+# Each line carries the API request's id and, for a conversion, its task id, item id,
+# user id and attempt (tagger/logs.py).
+LOG_FORMAT = env("LOG_FORMAT", default="text")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "tagger.logs.ContextFilter"}},
+    "formatters": {
+        "text": {
+            "()": "tagger.logs.TextFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        },
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(message)s %(request_id)s %(task_id)s %(item_id)s "
+            "%(user_id)s %(attempt)s %(process)d",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": True,
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"rasterio": {"level": "WARNING"}},
 }

@@ -1,7 +1,7 @@
 """Production: secrets are required, HTTPS is assumed (behind a TLS-terminating proxy)."""
 
 from .base import *  # noqa: F403
-from .base import DATABASES, MIDDLEWARE, broker_transport_options, env
+from .base import DATABASES, LOGGING, MIDDLEWARE, broker_transport_options, env
 
 DEBUG = False
 SECRET_KEY = env("DJANGO_SECRET_KEY")
@@ -51,6 +51,12 @@ STORAGES = {
 # ------------------------------------------------------------------------------
 # Prometheus sends it as a bearer token; `/metrics` answers nothing else here.
 TAGGER_METRICS_TOKEN = env("TAGGER_METRICS_TOKEN")
+
+# LOGGING
+# ------------------------------------------------------------------------------
+# JSON lines, for a log collector (LOG_FORMAT=text to read them by eye).
+LOG_FORMAT = env("LOG_FORMAT", default="json")
+LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT
 
 # FLOWER
 # ------------------------------------------------------------------------------

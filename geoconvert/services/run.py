@@ -27,6 +27,7 @@ from geoconvert.services.events import conversion_event_publish
 from geoconvert.services.heartbeat import Heartbeat
 from geoconvert.services.transitions import conversion_transition, mirror_softly
 from tagger.errors import ApplicationError
+from tagger.logs import log_bind
 from tagger.models import GeoRaster, TreeItem, geo_raster_storage_path
 from tagger.services import geo_raster_publish
 from tagger.storage import item_dir, sha256_of_path
@@ -231,6 +232,7 @@ def _explain_unclaimed(ctx: RunContext):
 
 def _convert(ctx: RunContext, claim: uuid.UUID, beat: Heartbeat) -> dict:
     conversion = Conversion.objects.select_related("item").get(pk=ctx.task_id)
+    log_bind(attempt=conversion.attempts)
     logger.info(
         "Conversion %s claimed (attempt %s%s)",
         ctx.task_id,
