@@ -10,9 +10,9 @@ schedule's last run. No label names a task, a user or a host: the series are few
 import logging
 
 import redis
-from celery import current_app
 from django.db import DatabaseError
 from django.utils import timezone
+from kombu.transport.redis import PRIORITY_STEPS
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -21,11 +21,11 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from geoconvert import selectors
-from geoconvert.health import BROKER_ERRORS, beat_last_run_at, declared_queues
+from geoconvert.health import beat_last_run_at, declared_queues
 from geoconvert.models import Conversion, Stage
 from geoconvert.services import metrics
 from geoconvert.services.stages import UNTIMED
-from monitoring.workers import workers_online
+from monitoring.workers import broker_redis, workers_online
 
 logger = logging.getLogger(__name__)
 
@@ -137,20 +137,19 @@ class InfrastructureCollector(Collector):
 
 
 def queue_lengths() -> dict[str, int] | None:
-    """LLEN of each declared queue in the broker's Redis (all priority lists of a queue
-    added up); None when the broker does not answer."""
+    """LLEN of each declared queue in the broker's Redis (a queue's lists of every priority
+    added up, as kombu keeps them); None when Redis does not answer."""
+    names = declared_queues()
+    # kombu's redis transport: priority 0 in the queue's own list, the others in
+    # "<queue>\x06\x16<priority>" (kombu.transport.redis, PRIORITY_STEPS and sep).
+    keys = {name: [name, *(f"{name}\x06\x16{p}" for p in PRIORITY_STEPS if p)] for name in names}
     try:
-        with current_app.pool.acquire(block=True, timeout=1) as conn:
-            channel = conn.default_channel
-            pipe = channel.client.pipeline()
-            names = declared_queues()
-            # kombu keeps a queue's messages of each priority in a list of its own.
-            keys = {n: [channel._q_for_pri(n, p) for p in channel.priority_steps] for n in names}
-            for name in names:
-                for key in keys[name]:
-                    pipe.llen(key)
-            replies = iter(pipe.execute())
-            return {name: sum(next(replies) for _ in keys[name]) for name in names}
-    except (*BROKER_ERRORS, redis.RedisError) as exc:
+        pipe = broker_redis().pipeline(transaction=False)
+        for name in names:
+            for key in keys[name]:
+                pipe.llen(key)
+        replies = iter(pipe.execute())
+    except (redis.RedisError, OSError) as exc:
         logger.warning("Queue lengths unavailable: %s", exc)
         return None
+    return {name: sum(next(replies) for _ in keys[name]) for name in names}

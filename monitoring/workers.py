@@ -7,14 +7,16 @@ Started in each worker's main process by the `worker_ready` signal (config/celer
 removed at `worker_shutdown`; a worker killed outright drops out after the stale period.
 """
 
+import functools
 import logging
 import threading
 import time
 
 import redis
 from celery import current_app
+from django.conf import settings
 
-from geoconvert.health import BROKER_ERRORS
+from geoconvert.services.events import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -25,31 +27,35 @@ PRESENCE_STALE_SECONDS = 3 * PRESENCE_SECONDS
 FORGET_SECONDS = 24 * 3600
 
 
-def _client(conn):
-    return conn.default_channel.client
+def broker_redis() -> redis.Redis:
+    """A redis-py client of the broker's Redis, kept for the process (short timeouts). Not
+    kombu's pooled connections: their channels may hold a blocking read of their own."""
+    return _client_for(settings.CELERY_BROKER_URL)
+
+
+@functools.cache
+def _client_for(url: str) -> redis.Redis:
+    return redis_client(url)
 
 
 def worker_presence_record(nodename: str) -> None:
-    with current_app.connection_for_write() as conn:
-        now = time.time()
-        pipe = _client(conn).pipeline()
-        pipe.zadd(PRESENCE_KEY, {nodename: now})
-        pipe.zremrangebyscore(PRESENCE_KEY, "-inf", now - FORGET_SECONDS)
-        pipe.execute()
+    now = time.time()
+    pipe = broker_redis().pipeline()
+    pipe.zadd(PRESENCE_KEY, {nodename: now})
+    pipe.zremrangebyscore(PRESENCE_KEY, "-inf", now - FORGET_SECONDS)
+    pipe.execute()
 
 
 def worker_presence_remove(nodename: str) -> None:
-    with current_app.connection_for_write() as conn:
-        _client(conn).zrem(PRESENCE_KEY, nodename)
+    broker_redis().zrem(PRESENCE_KEY, nodename)
 
 
 def workers_online() -> int | None:
     """Workers that reported within PRESENCE_STALE_SECONDS; None when Redis does not answer."""
     try:
-        with current_app.pool.acquire(block=True, timeout=1) as conn:
-            since = time.time() - PRESENCE_STALE_SECONDS
-            return int(_client(conn).zcount(PRESENCE_KEY, since, "+inf"))
-    except (*BROKER_ERRORS, redis.RedisError) as exc:
+        since = time.time() - PRESENCE_STALE_SECONDS
+        return int(broker_redis().zcount(PRESENCE_KEY, since, "+inf"))
+    except (redis.RedisError, OSError) as exc:
         logger.warning("Workers online unavailable: %s", exc)
         return None
 
@@ -68,7 +74,7 @@ class PresenceThread(threading.Thread):
         while not self._stop_event.is_set():
             try:
                 worker_presence_record(self.nodename)
-            except (*BROKER_ERRORS, redis.RedisError) as exc:
+            except (redis.RedisError, OSError) as exc:
                 logger.debug("Worker presence not recorded: %s", exc)
             self._stop_event.wait(self.interval)
 
@@ -76,7 +82,7 @@ class PresenceThread(threading.Thread):
         self._stop_event.set()
         try:
             worker_presence_remove(self.nodename)
-        except (*BROKER_ERRORS, redis.RedisError):
+        except (redis.RedisError, OSError):
             pass
 
 

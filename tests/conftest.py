@@ -174,6 +174,17 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
+@pytest.fixture(autouse=True)
+def _log_context_unbound():
+    """Each test starts with nothing bound in the log context (tagger/logs.py): a service
+    run in-process binds fields, as a task does, that no task_postrun unbinds here."""
+    from tagger import logs
+
+    token = logs._context.set({})
+    yield
+    logs._context.reset(token)
+
+
 # Users, API clients and the real Celery worker (tests/fixtures.py).
 from tests.fixtures import *  # noqa: E402, F403
 

@@ -90,9 +90,10 @@ def _options() -> dict:
     return {"socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": SOCKET_TIMEOUT}
 
 
-def redis_client() -> redis.Redis:
-    """A client for publishing (short timeouts)."""
-    target = _target(settings.TAGGER_EVENTS_REDIS_URL)
+def redis_client(url: str | None = None) -> redis.Redis:
+    """A client for publishing (short timeouts), to the event streams' Redis or to `url`
+    (as kombu spells it: the broker's, for monitoring)."""
+    target = _target(url or settings.TAGGER_EVENTS_REDIS_URL)
     if target.kind == "unix":
         return redis.Redis(unix_socket_path=target.path, db=target.db, **_options())
     if target.kind == "sentinel":

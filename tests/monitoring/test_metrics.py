@@ -1,6 +1,7 @@
 """`/metrics`: what each family counts, after activity a test makes in the database, the
 broker and the API; and who may read it."""
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -106,17 +107,25 @@ def test_an_empty_database_still_answers_every_family(db):
     assert value(m, "tagger_conversion_input_bytes_count") == 0
 
 
-def test_queue_length_is_read_from_redis(redis_client):
-    from django.conf import settings
+def test_queue_length_is_read_from_redis(redis_client, monkeypatch):
+    # Queues no worker consumes (a test's worker may be running), of every priority.
+    from monitoring import collectors
 
-    key = settings.CONVERSION_QUEUE
-    redis_client.delete(key)
-    redis_client.lpush(key, b"{}", b"{}", b"{}")
+    names = [f"test-queue-{n}-{uuid.uuid4().hex[:6]}" for n in range(2)]
+    monkeypatch.setattr(collectors, "declared_queues", lambda: names)
+    redis_client.lpush(names[0], b"{}", b"{}")
+    redis_client.lpush(f"{names[0]}\x06\x163", b"{}")  # kombu's list of priority 3
     try:
         m = scrape(Client())
     finally:
-        redis_client.delete(key)
-    assert value(m, "tagger_queue_length", queue=key) == 3
+        redis_client.delete(names[0], f"{names[0]}\x06\x163")
+    assert value(m, "tagger_queue_length", queue=names[0]) == 3
+    assert value(m, "tagger_queue_length", queue=names[1]) == 0
+
+
+def test_queue_length_of_the_declared_queues(redis_client):
+    m = scrape(Client())
+    assert value(m, "tagger_queue_length", queue="geo_processing") is not None
     assert value(m, "tagger_queue_length", queue="default") is not None
 
 
