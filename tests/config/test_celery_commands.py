@@ -152,11 +152,8 @@ def test_status_inspect_events_and_result_against_a_running_worker(private_worke
         assert f"] {event}: {TASK_NAME}({first})" in dumped, (event, dumped[-3000:])
 
 
-def test_purge_empties_a_queue(private_worker, user, tmp_path, redis_client):
-    from config.celery_app import app
-
-    worker, queue = private_worker
-    app.control.cancel_consumer(queue, destination=[worker.node_name], reply=True, timeout=5)
+def test_purge_empties_a_queue(db, user, tmp_path, redis_client):
+    queue = f"purged-{uuid.uuid4().hex[:8]}"  # no worker consumes it
     src = rasters.rgb_byte_tiff(tmp_path / "rgb.tif")
     for _ in range(2):
         _queued_conversion(user, src, queue)
