@@ -465,7 +465,7 @@ def wrk(port: int, token: str, path: str, folder: Path, interval_ms: int) -> dic
 
 # Reports what wrk's text summary does not: exact percentiles and non-2xx responses.
 WRK_LUA = r"""
-local non2xx = 0
+non2xx = 0  -- a global: done() reads it from each thread with t:get()
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 function init(args) non2xx = 0 end
