@@ -7,20 +7,25 @@
 
 The stack is bench/stack.py's (its own Redis, database, media folder and port; gunicorn with
 ``config.settings.production``, BENCH_GUNICORN_WORKERS sync workers as docker/Dockerfile; one
-Celery worker), always with nginx in front, configured with docker/nginx.conf's ``/`` and
-``/_protected/`` locations (downloads are sent by nginx after X-Accel-Redirect, as
-TAGGER_ACCEL_REDIRECT_PREFIX=/_protected/ asks). The rgb-10000 input (bench/inputs.py) is
-uploaded and converted through the stack; then, on that COG:
+Celery worker), always with nginx in front, configured with docker/nginx.conf's ``/``,
+``/_protected/`` and tile locations and its tile cache (``proxy_cache_path``, the cache
+folder under the stack's own): downloads are sent by nginx after X-Accel-Redirect, as
+TAGGER_ACCEL_REDIRECT_PREFIX=/_protected/ asks, and tiles are kept by nginx for
+TAGGER_TILE_PROXY_CACHE_SECONDS=60, as the production overlay sets it. The rgb-10000 input
+(bench/inputs.py) is uploaded and converted through the stack; then, on that COG:
 
 1. tiles, with wrk (2 threads, --connections, --seconds per run; the rounds repeated
    --repeats times, the connection counts taking turns): ``warm``, two tiles per zoom asked
-   again and again (the page cache holds what they read; no HTTP caching); ``304``, the same
-   with If-None-Match and the tile's ETag; ``cold``, every request a tile not asked for
-   before, from every zoom between the TileJSON's minzoom and maxzoom, the COG's pages
-   dropped from the page cache at the start (posix_fadvise, this file only); ``cold-disk``,
-   the same with the pages dropped every 0.1 s meanwhile. Per zoom, latencies come from
-   nginx's access log ($request_time) and gunicorn's (the app's own time, without the wait
-   for a free worker);
+   again and again, each asked once just before the run so that nginx's cache holds them;
+   ``304``, the same with If-None-Match and the tile's ETag (nginx's cache answers);
+   ``uncached``, the same tiles, but every request's URL made unique by a query string
+   Django ignores, so that nginx's cache cannot answer and Django renders every one (the
+   path before the cache, measured in the same run); ``cold``, every request a tile not
+   asked for before, from every zoom between the TileJSON's minzoom and maxzoom, the COG's
+   pages dropped from the page cache at the start (posix_fadvise, this file only);
+   ``cold-disk``, the same with the pages dropped every 0.1 s meanwhile. nginx's access log
+   gives each request's $upstream_cache_status (the share of HITs) and, per zoom, its
+   $request_time; gunicorn's log the app's own time (without the wait for a free worker);
 2. per zoom, in this process: which overview a tile reads, how many blocks and bytes, where
    a render's time goes (cProfile), and rio-tiler's read against the same read from the
    dataset opened at that overview alone;
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import collections
 import contextlib
 import cProfile
 import io
@@ -63,16 +69,23 @@ from rasterio.windows import Window
 from bench import inputs, stack
 from bench.convert import BENCH_DIR, PYTHON
 from bench.stack import GUNICORN_THREADS, GUNICORN_WORKERS, ROOT, Stack
-from tests.http import conf_block
+from tests.http import conf_block, conf_directive
 
 NGINX_CONF = ROOT / "docker" / "nginx.conf"
 WRK_THREADS = 2
 WARM_TILES_PER_ZOOM = 2
+UNCACHED_ROUNDS = 200  # the uncached set: the warm tiles this many times, each URL its own
 WINDOW = 512  # the remote reads' window, pixels a side
 REMOTE_OVERVIEW = 2  # the overview level of the second window (0 is the first overview)
 TMS = morecantile.tms.get("WebMercatorQuad")
 # The sets of tiles each round asks for (its order turns from one round to the next).
-KINDS = ("warm", "304", "cold", "cold-disk")
+KINDS = ("warm", "304", "uncached", "cold", "cold-disk")
+# Asked again before each warm and 304 run: nginx's cache holds them throughout the run.
+CACHED_KINDS = ("warm", "304")
+TILE_LOCATION = "location ~ ^/api/v1/tree-items/[^/]+/tiles/ {"
+CACHE_PATH = "/var/cache/nginx/tagger-tiles"
+# The production overlay's (docker/docker-compose.prod.yml)
+TILE_PROXY_CACHE_SECONDS = 60
 COLD_KINDS = ("cold", "cold-disk")
 
 
@@ -81,14 +94,16 @@ COLD_KINDS = ("cold", "cold-disk")
 
 class TileStack(Stack):
     """bench.stack.Stack with nginx serving downloads from docker/nginx.conf's
-    ``/_protected/`` location, and access logs: nginx's (every request, its status, bytes
-    and time) and gunicorn's (the app's time of each request)."""
+    ``/_protected/`` location and keeping tiles in its tile cache as in production, and
+    access logs: nginx's (every request, its status, bytes, time and cache status) and
+    gunicorn's (the app's time of each request)."""
 
     ACCESS_LOG = "nginx-access.log"
 
     def __init__(self, folder: Path):
         super().__init__(folder)
         self.env["TAGGER_ACCEL_REDIRECT_PREFIX"] = "/_protected/"
+        self.env["TAGGER_TILE_PROXY_CACHE_SECONDS"] = str(TILE_PROXY_CACHE_SECONDS)
         # Path, status, microseconds from the request read to the response sent (gunicorn's
         # own arguments come after, on its command line, and do not name a format).
         self.env["GUNICORN_CMD_ARGS"] = "--access-logformat '%(U)s %(s)s %(D)s'"
@@ -101,10 +116,22 @@ class TileStack(Stack):
     def gunicorn_log(self) -> Path:
         return self.folder / "gunicorn.log"
 
+    @property
+    def tile_cache(self) -> Path:
+        return self.folder / "tile-cache"
+
     def _nginx_conf(self) -> Path:
-        """docker/nginx.conf's maps and its ``/``, ``/_protected/`` and range-error locations;
-        the upstream and the alias pointed at this stack's gunicorn and media folder."""
+        """docker/nginx.conf's maps, its tile cache and its ``/``, ``/_protected/``, tile and
+        range-error locations; the upstream, the alias and the cache folder pointed at this
+        stack's gunicorn, media folder and folder."""
         conf = NGINX_CONF.read_text()
+        cache = conf_directive(conf, "proxy_cache_path")
+        if not cache.startswith(f"proxy_cache_path {CACHE_PATH} "):
+            raise RuntimeError(f"docker/nginx.conf's proxy_cache_path is not {CACHE_PATH}")
+        cache = cache.replace(CACHE_PATH, str(self.tile_cache), 1)
+        tiles = conf_block(conf, TILE_LOCATION)
+        if "proxy_cache tagger_tiles;" not in tiles:
+            raise RuntimeError("docker/nginx.conf's tile location does not use its cache")
         protected = conf_block(conf, "location /_protected/ {")
         if "alias /data/media/;" not in protected:
             raise RuntimeError("docker/nginx.conf's /_protected/ has no alias /data/media/")
@@ -115,6 +142,7 @@ class TileStack(Stack):
         )
         locations = "\n".join(
             [
+                tiles,
                 conf_block(conf, "location / {"),
                 protected,
                 conf_block(conf, "location @range_not_satisfiable {"),
@@ -132,8 +160,10 @@ events {{ worker_connections 1024; }}
 http {{
     default_type application/octet-stream;
     log_format bench
-        '$request_method\\t$request_uri\\t$status\\t$bytes_sent\\t$request_time\\t$http_range';
+        '$request_method\\t$request_uri\\t$status\\t$bytes_sent\\t$request_time\\t$http_range'
+        '\\t$upstream_cache_status';
     access_log {self.access_log} bench;
+    {cache}
     client_body_temp_path {temp}/body;
     proxy_temp_path {temp}/proxy;
     fastcgi_temp_path {temp}/fastcgi;
@@ -176,7 +206,7 @@ TILE_PATH = re.compile(r"/tiles/(\d+)/(\d+)/(\d+)\.png")
 def nginx_records(lines: list[str]) -> list[dict]:
     records = []
     for line in lines:
-        method, uri, status, sent, seconds, byte_range = line.split("\t")
+        method, uri, status, sent, seconds, byte_range, cache = line.split("\t")
         records.append(
             dict(
                 method=method,
@@ -185,6 +215,7 @@ def nginx_records(lines: list[str]) -> list[dict]:
                 bytes=int(sent),
                 ms=float(seconds) * 1000,
                 range=byte_range,
+                cache=cache,  # HIT, MISS, EXPIRED...; "-" where no cache is asked
             )
         )
     return records
@@ -387,11 +418,12 @@ def resident_share(path: Path) -> float | None:
         return None
 
 
-def app_cpu_seconds(stack_: Stack) -> float:
-    """CPU time (user + system) of gunicorn's master and workers so far."""
+def cpu_seconds(stack_: Stack, name: str = "gunicorn") -> float:
+    """CPU time (user + system) so far of one of the stack's processes (gunicorn, nginx)
+    and its children (workers)."""
     import psutil
 
-    master = next(p for p in stack_.processes if "gunicorn" in p.args)
+    master = next(p for p in stack_.processes if name in p.args)
     processes = [psutil.Process(master.pid)]
     processes += processes[0].children()
     total = 0.0
@@ -402,6 +434,20 @@ def app_cpu_seconds(stack_: Stack) -> float:
         except psutil.NoSuchProcess:
             pass
     return total
+
+
+def wait_until_idle(stack_: Stack, timeout: float = 15) -> None:
+    """Until gunicorn has finished the renders a run left behind: when wrk stops, requests
+    already passed on are still rendered (nginx does not abort a cacheable response on the
+    client's close), and would steal the next run's CPU and fill its logs."""
+    deadline = time.monotonic() + timeout
+    before = cpu_seconds(stack_)
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = cpu_seconds(stack_)
+        if now - before < 0.01:
+            return
+        before = now
 
 
 def disk_read_bytes(path: Path) -> int:
@@ -717,6 +763,7 @@ def run(args: argparse.Namespace) -> dict:
         "machine": machine(),
         "load_at_start": os.getloadavg(),
         "versions": versions(),
+        "tile_proxy_cache_seconds": TILE_PROXY_CACHE_SECONDS,
         "wrk": dict(
             threads=WRK_THREADS,
             seconds=args.seconds,
@@ -754,23 +801,33 @@ def run(args: argparse.Namespace) -> dict:
             return f"/api/v1/tree-items/{item_id}/tiles/{tile.z}/{tile.x}/{tile.y}.png"
 
         warm = warm_set(by_zoom)
-        etags = {}
-        for tile in warm:  # each warm tile once (its ETag), and a check the route works
-            connection = client.connection
-            connection.request("GET", path(tile), headers=client.headers)
-            response = connection.getresponse()
-            response.read()
-            if response.status != 200 or response.headers["Content-Type"] != "image/png":
-                raise RuntimeError(f"tile {path(tile)}: {response.status}")
-            etags[path(tile)] = response.headers["ETag"]
         plain = [path(t) for t in warm]
+
+        def fill_cache() -> dict[str, str]:
+            """Each warm tile once, as wrk asks for it (the same Authorization: the same
+            cache key): nginx's cache holds them for TILE_PROXY_CACHE_SECONDS. Their ETags,
+            and a check the route works."""
+            etags = {}
+            for tile_path in plain:
+                connection = client.connection
+                connection.request("GET", tile_path, headers=client.headers)
+                response = connection.getresponse()
+                response.read()
+                if response.status != 200 or response.headers["Content-Type"] != "image/png":
+                    raise RuntimeError(f"tile {tile_path}: {response.status}")
+                etags[tile_path] = response.headers["ETag"]
+            return etags
+
+        etags = fill_cache()
         conditional = [f"{p}\t{etags[p]}" for p in plain]
         # Side by side: the connection counts take turns, and so do the sets within a round.
         rounds = [c for _ in range(args.repeats) for c in args.connections]
         # A run's share of the cold tiles follows what it can ask for: one connection keeps
         # one core busy, more keep them all busy.
         weights = [min(c, os.cpu_count() or 1) for c in rounds for _ in COLD_KINDS]
-        colds = iter(cold_lists(by_zoom, weights))
+        # Never a warm tile: nginx's cache holds those.
+        unasked = {z: [t for t in tiles if t not in warm] for z, tiles in by_zoom.items()}
+        colds = iter(cold_lists(unasked, weights))
 
         nginx_log, app_log = LogTail(stack_.access_log), LogTail(stack_.gunicorn_log)
         runs = []
@@ -780,12 +837,21 @@ def run(args: argparse.Namespace) -> dict:
                     drop_from_page_cache(cog)
                     before = resident_share(cog)
                     lines = [path(t) for t in next(colds)]
+                elif kind == "uncached":
+                    # Never the same URL twice (more than a run can ask for): every request
+                    # misses nginx's cache and is rendered by Django.
+                    run_id = uuid.uuid4().hex[:8]
+                    lines = [
+                        f"{p}?bench={run_id}-{n}" for n in range(UNCACHED_ROUNDS) for p in plain
+                    ]
                 else:
+                    fill_cache()
                     lines = plain if kind == "warm" else conditional
                 evicting = kept_out_of_page_cache(cog) if kind == "cold-disk" else None
                 nginx_log.new_lines()
                 app_log.new_lines()
-                cpu, disk = app_cpu_seconds(stack_), disk_read_bytes(cog)
+                cpu, disk = cpu_seconds(stack_), disk_read_bytes(cog)
+                proxy_cpu = cpu_seconds(stack_, "nginx")
                 with evicting or contextlib.nullcontext():
                     result = wrk(
                         stack_.port,
@@ -796,11 +862,13 @@ def run(args: argparse.Namespace) -> dict:
                         seconds=args.seconds,
                         conditional=kind == "304",
                     )
-                time.sleep(0.5)
+                cpu = cpu_seconds(stack_) - cpu
+                proxy_cpu = cpu_seconds(stack_, "nginx") - proxy_cpu
+                wait_until_idle(stack_)
+                time.sleep(0.5)  # nginx's log catches up
                 result.update(
-                    app_cpu_ms_per_request=(app_cpu_seconds(stack_) - cpu)
-                    * 1000
-                    / max(1, result["requests"]),
+                    app_cpu_ms_per_request=cpu * 1000 / max(1, result["requests"]),
+                    proxy_cpu_ms_per_request=proxy_cpu * 1000 / max(1, result["requests"]),
                     disk_read_mb=(disk_read_bytes(cog) - disk) / 2**20,
                     kind=kind,
                     connections=connections,
@@ -811,6 +879,13 @@ def run(args: argparse.Namespace) -> dict:
                 if kind in COLD_KINDS:
                     result["resident_before"] = before
                     result["resident_after"] = resident_share(cog)
+                result["cache"] = dict(
+                    collections.Counter(
+                        r["cache"] for r in result["nginx"] if TILE_PATH.search(r["uri"])
+                    )
+                )
+                tile_requests = sum(result["cache"].values())
+                result["hit_share"] = result["cache"].get("HIT", 0) / max(1, tile_requests)
                 runs.append(result)
                 print(
                     f"{kind:4} c={connections:2} round {i + 1}: "
@@ -825,6 +900,7 @@ def run(args: argparse.Namespace) -> dict:
                             "repeats",
                             "status_other",
                             "socket_errors",
+                            "hit_share",
                             "load",
                         )
                     ),
@@ -878,6 +954,14 @@ def summarize_runs(runs: list[dict]) -> list[dict]:
         row["app_p50_ms"], row["app_p95_ms"] = percentile(app, 50), percentile(app, 95)
         row["load"] = [round(r["load"], 2) for r in mine]
         row["app_cpu_ms_per_request"] = statistics.median(r["app_cpu_ms_per_request"] for r in mine)
+        row["proxy_cpu_ms_per_request"] = statistics.median(
+            r["proxy_cpu_ms_per_request"] for r in mine
+        )
+        cache = collections.Counter()
+        for r in mine:
+            cache.update(r["cache"])
+        row["cache"] = dict(cache)
+        row["hit_share"] = cache.get("HIT", 0) / max(1, sum(cache.values()))
         row["disk_read_mb"] = [round(r["disk_read_mb"], 1) for r in mine]
         row["resident_before"] = [r.get("resident_before") for r in mine]
         row["resident_after"] = [r.get("resident_after") for r in mine]
@@ -942,8 +1026,10 @@ def write(report: dict, results: Path) -> None:
     cog, tj, w, v = report["cog"], report["tilejson"], report["wrk"], report["versions"]
     lines = [
         f"gunicorn {report['gunicorn']} (`config.settings.production`), behind nginx "
-        f"{v['nginx']} (1 worker process; docker/nginx.conf's `/` and `/_protected/` "
-        f"locations, downloads by X-Accel-Redirect), {report['database']}, Redis on a unix "
+        f"{v['nginx']} (1 worker process; docker/nginx.conf's `/`, `/_protected/` and tile "
+        "locations and its tile cache: downloads by X-Accel-Redirect, tiles kept by nginx for "
+        f"TAGGER_TILE_PROXY_CACHE_SECONDS={report.get('tile_proxy_cache_seconds', '?')} s), "
+        f"{report['database']}, Redis on a unix "
         "socket, one Celery worker (idle while measuring). "
         f"{report['machine']}, shared: load average {report['load_at_start'][0]:.1f} at the "
         f"start, {report['load_at_end'][0]:.1f} at the end"
@@ -959,19 +1045,25 @@ def write(report: dict, results: Path) -> None:
         + ".",
         "",
         f"## Tiles: wrk, {w['threads']} threads, {w['seconds']} s per run, "
-        f"{w['repeats']} round(s) of warm, 304, cold and cold-disk per connection count",
+        f"{w['repeats']} round(s) of {', '.join(KINDS)} per connection count",
         "",
-        "Medians over the rounds (statuses, errors and repeats: sums); latencies are wrk's. "
-        "*app* is gunicorn's own time for the request (from the request read to the response "
-        "sent: no wait for a free worker), pooled over the rounds; *CPU/req* the CPU time of "
-        "gunicorn's processes over the run divided by the requests; *disk MB* what the disk "
-        "holding the COG read during each run (the whole device: other jobs' reads too); "
-        "*repeats* the requests past the end of a cold run's list of distinct tiles (warm "
-        "and 304 repeat their tiles by design).",
+        "Medians over the rounds (statuses, errors, cache statuses and repeats: sums); "
+        "latencies are wrk's. *warm* and *304*: the warm tiles asked once just before the run, "
+        "so nginx's cache holds them; *uncached*: the same tiles, each request's URL made "
+        "unique by a query string (`?bench=<n>`, ignored by Django) so that nginx's cache "
+        "cannot answer: Django renders every one, as before the cache. *HITs* is the share of "
+        "tile requests nginx's access log says its cache answered (`$upstream_cache_status`). "
+        "*app* is gunicorn's own time for the requests that reached it (from the request read "
+        "to the response sent: no wait for a free worker), pooled over the rounds; *CPU/req* "
+        "the CPU time of gunicorn's processes, and of nginx's, over the run divided by the "
+        "requests; *disk MB* what the disk holding the COG read during each run (the whole "
+        "device: other jobs' reads too); *repeats* the requests past the end of a run's list "
+        "of distinct URLs (warm and 304 repeat their tiles by design).",
         "",
-        "| set | connections | requests/s | p50 ms | p95 ms | p99 ms | max ms | app p50 / p95 ms "
-        "| CPU/req ms | disk MB | 200 / 204 / 304 / other | socket errors | repeats | target |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---|",
+        "| set | connections | requests/s | p50 ms | p95 ms | p99 ms | max ms | HITs "
+        "| app p50 / p95 ms | CPU/req ms gunicorn / nginx | disk MB | 200 / 204 / 304 / other "
+        "| socket errors | repeats | target |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---|",
     ]
     targets = {"warm": 50, "cold": 150, "cold-disk": 150}
     for r in report["runs"]:
@@ -983,6 +1075,8 @@ def write(report: dict, results: Path) -> None:
         described = {
             "warm": f"warm ({len(report['tiles_in_bounds']) * WARM_TILES_PER_ZOOM} tiles)",
             "304": "304 (If-None-Match)",
+            "uncached": f"uncached: the warm tiles, never the same URL (distinct: "
+            f"{', '.join(map(str, r['distinct']))})",
             "cold": f"cold (distinct: {', '.join(map(str, r['distinct']))})",
             "cold-disk": "cold, the COG's pages dropped every 0.1 s (distinct: "
             f"{', '.join(map(str, r['distinct']))})",
@@ -990,11 +1084,12 @@ def write(report: dict, results: Path) -> None:
         lines.append(
             f"| {described} | {r['connections']} | {r['rps']:.0f} | {_ms(r['p50_ms'])} "
             f"| {_ms(r['p95_ms'])} | {_ms(r['p99_ms'])} | {_ms(r['max_ms'])} "
+            f"| {r['hit_share']:.1%} "
             f"| {_ms(r['app_p50_ms'])} / {_ms(r['app_p95_ms'])} "
-            f"| {_ms(r['app_cpu_ms_per_request'])} "
+            f"| {_ms(r['app_cpu_ms_per_request'])} / {_ms(r['proxy_cpu_ms_per_request'])} "
             f"| {', '.join(f'{d:.0f}' for d in r['disk_read_mb'])} "
             f"| {r['status_200']} / {r['status_204']} / {r['status_304']} / {r['status_other']} "
-            f"| {r['socket_errors']} | {r['repeats'] if r['kind'] in COLD_KINDS else ''} "
+            f"| {r['socket_errors']} | {'' if r['kind'] in CACHED_KINDS else r['repeats']} "
             f"| {verdict} |"
         )
     for kind in COLD_KINDS:
