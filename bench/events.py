@@ -44,6 +44,7 @@ import math
 import os
 import statistics
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,12 +211,17 @@ class Streams:
         self.streams = [EventStream(index=i, **spec) for i, spec in enumerate(specs)]
         self.tasks: list[asyncio.Task] = []
 
-    async def open(self, timeout: float) -> float:
-        """Seconds until every stream has its first event (the current state)."""
+    async def open(self, timeout: float, batch: int) -> float:
+        """Seconds until every stream has its first event (the current state); ``batch``
+        streams connect at a time (0: all at once)."""
         started = time.time()
-        self.tasks = [asyncio.create_task(s.run(self.port)) for s in self.streams]
+        batch = batch or len(self.streams)
         try:
-            await asyncio.wait_for(asyncio.gather(*(s.ready.wait() for s in self.streams)), timeout)
+            for i in range(0, len(self.streams), batch):
+                group = self.streams[i : i + batch]
+                self.tasks += [asyncio.create_task(s.run(self.port)) for s in group]
+                left = timeout - (time.time() - started)
+                await asyncio.wait_for(asyncio.gather(*(s.ready.wait() for s in group)), left)
         except TimeoutError:
             waiting = sum(not s.ready.is_set() for s in self.streams)
             raise RuntimeError(
@@ -253,7 +259,7 @@ class Probe:
 
     def web_memory(self) -> dict:
         info = self.web.memory_full_info()
-        return dict(rss=info.rss, uss=info.uss)
+        return dict(rss=info.rss, uss=info.uss, threads=self.web.num_threads())
 
     def web_cpu(self) -> float:
         times = self.web.cpu_times()
@@ -282,6 +288,19 @@ class Probe:
             used_memory=memory["used_memory"],
         )
 
+    async def quiet(self, counter: ConnectionCounter | None, timeout: float = 60) -> float:
+        """Wait until the web process is idle (under 5% of a core over 1 s, at most one
+        database connection): the requests wrk left queued are served before what comes next
+        is measured. Returns the seconds waited."""
+        started = time.time()
+        while time.time() - started < timeout:
+            cpu = self.web_cpu()
+            await asyncio.sleep(1)
+            idle = self.web_cpu() - cpu < 0.05
+            if idle and (counter is None or await asyncio.to_thread(counter.now) <= 1):
+                break
+        return time.time() - started
+
     async def readers_gone(self, timeout: float = 30) -> float | None:
         """Seconds until no event-stream reader is left in Redis after the clients closed."""
         started = time.time()
@@ -290,6 +309,47 @@ class Probe:
                 return time.time() - started
             await asyncio.sleep(0.2)
         return None
+
+
+class ConnectionCounter:
+    """PostgreSQL connections to the stack's database, sampled every 0.2 s in a thread:
+    the most seen since the last ``take()``."""
+
+    def __init__(self, url: str):
+        import psycopg2
+
+        self.name = url.rsplit("/", 1)[1]
+        self.connection = psycopg2.connect(url.rsplit("/", 1)[0] + "/postgres")
+        self.connection.autocommit = True
+        self.peak = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def now(self) -> int:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [self.name])
+            return cursor.fetchone()[0]
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.2):
+            with contextlib.suppress(Exception):
+                self.peak = max(self.peak, self.now())
+
+    def take(self) -> int:
+        peak, self.peak = self.peak, 0
+        return peak
+
+    def limit(self, connections: int) -> None:
+        """Cap the database's connections, so that this benchmark cannot take a shared
+        server's last ones: past the cap the web process gets errors, other clients none."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(f'ALTER DATABASE "{self.name}" CONNECTION LIMIT {int(connections)}')
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(2)
+        self.connection.close()
 
 
 def load() -> list[float]:
@@ -323,10 +383,27 @@ def stream_specs(users: list[dict], per_user: int, task_per_user: int) -> list[d
 # Checking what each stream got ---------------------------------------------------------------
 
 
-def expected_ids(entries: list[tuple[str, dict]], start: str, task_id: str | None) -> list[str]:
-    """The entries a stream that started at entry ``start`` should send: each one after it
-    that changes its task's data (the server skips repeats), only ``task_id``'s and up to its
-    final state for a task stream."""
+def live_events(stream: EventStream) -> tuple[list[Event], list[Event]]:
+    """A stream's events after the first (the current state on connect): those read from
+    Redis, and those sent from the database at a heartbeat, which carry the id the stream had
+    read up to (no newer than one already sent): their id says nothing of their age."""
+    fresh, catch_up = [], []
+    newest = _key(stream.events[0].id) if stream.events else (0, 0)
+    for event in stream.events[1:]:
+        if _key(event.id) <= newest:
+            catch_up.append(event)
+        else:
+            fresh.append(event)
+            newest = _key(event.id)
+    return fresh, catch_up
+
+
+def expected_ids(
+    entries: list[tuple[str, dict]], start: str, task_id: str | None
+) -> list[tuple[str, tuple]]:
+    """The entries a stream that started at entry ``start`` should send, as (id, (task,
+    state, progress)): each one after it that changes its task's data (the server skips
+    repeats), only ``task_id``'s and up to its final state for a task stream."""
     last: dict[str, dict] = {}
     out = []
     for entry_id, data in entries:
@@ -335,7 +412,7 @@ def expected_ids(entries: list[tuple[str, dict]], start: str, task_id: str | Non
             continue
         after = _key(entry_id) > _key(start)
         if after and last.get(task) != data:
-            out.append(entry_id)
+            out.append((entry_id, (task, data["state"], data["progress"])))
             if task_id and data["state"] in FINISHED:
                 break
         last[task] = data
@@ -348,35 +425,58 @@ def _key(entry_id: str) -> tuple[int, int]:
 
 
 def check_streams(streams: list[EventStream], redis_client, users: list[dict]) -> dict:
+    """Each stream's events against the users' Redis streams. An entry counts as delivered
+    when its id came, or when a heartbeat's database comparison sent the same state."""
     entries = {}
     for n, user in enumerate(users):
         raw = redis_client.xrange(f"tagger:events:{user['id']}")
         entries[n] = [(i.decode(), json.loads(f[b"data"])) for i, f in raw]
-    exact, missing, extra, duplicates = 0, 0, 0, 0
-    got, want = [], []
+    exact, missing, extra, duplicates, by_database = 0, 0, 0, 0, 0
+    got, want, samples = [], [], []
     for s in streams:
         if not s.events:
             missing += 1
+            samples.append(dict(stream=s.index, kind=s.kind, errors=s.errors[-3:]))
             continue
         # The first event is the current state, with the stream's starting entry as its id.
         start = s.events[0].id
-        live = [e.id for e in s.events[1:]]
+        fresh, catch_up = live_events(s)
+        ids = [e.id for e in fresh]
         expected = expected_ids(entries[s.user], start, s.task_id if s.kind == "task" else None)
-        got.append(len(live))
+        expected_set = {i for i, _ in expected}
+        caught = {(e.task_id, e.state, e.progress) for e in catch_up}
+        lost = [i for i, content in expected if i not in ids and content not in caught]
+        got.append(len(fresh) + len(catch_up))
         want.append(len(expected))
-        duplicates += len(live) - len(set(live))
-        missing += len(set(expected) - set(live))
-        extra += len(set(live) - set(expected))
-        exact += live == expected
+        duplicates += len(ids) - len(set(ids))
+        by_database += len(catch_up)
+        missing += len(lost)
+        extra += len(set(ids) - expected_set)
+        ok = ids == [i for i, _ in expected]
+        exact += ok
+        if not ok and len(samples) < 8:
+            samples.append(
+                dict(
+                    stream=s.index,
+                    kind=s.kind,
+                    got=ids,
+                    from_database=[(e.id, e.state, e.progress) for e in catch_up],
+                    expected=[i for i, _ in expected],
+                    lost=lost,
+                    errors=s.errors[-3:],
+                )
+            )
     return dict(
         streams=len(streams),
         exact=exact,
         missing_events=missing,
         extra_events=extra,
         duplicate_events=duplicates,
+        from_database=by_database,
         events_got=_spread(got),
         events_expected=_spread(want),
         entries_per_user=_spread([len(e) for e in entries.values()]),
+        samples=samples,
     )
 
 
@@ -438,8 +538,23 @@ async def run_async(args: argparse.Namespace) -> dict:
     # within seconds ("too many clients already").
     stack_.env["CONN_MAX_AGE"] = str(args.conn_max_age)
     report["conn_max_age"] = args.conn_max_age
-    with stack_:
+    report["open_batch"] = args.open_batch
+    database = os.environ.get("BENCH_DATABASE_URL", "")
+    with stack_, contextlib.ExitStack() as cleanup:
         probe = Probe(stack_)
+        counter = None
+        if database.startswith(("postgres://", "postgresql://")):
+            counter = ConnectionCounter(database)
+            cleanup.callback(counter.close)
+            if args.db_connection_limit:
+                counter.limit(args.db_connection_limit)
+        report["db_connection_limit"] = args.db_connection_limit
+        report["db_connections_peak"] = {}
+
+        def peak(phase: str) -> None:
+            if counter is not None:
+                report["db_connections_peak"][phase] = counter.take()
+
         users = create_users(stack_, args.users)
         for user in users:
             client = Client(stack_.port, user["token"])
@@ -450,7 +565,7 @@ async def run_async(args: argparse.Namespace) -> dict:
 
         # Warm-up: one stream of each kind, and a few polls, so RSS_0 has their code loaded.
         warm = Streams(stack_.port, [specs[0], specs[-1]])
-        await warm.open(30)
+        await warm.open(30, 0)
         await warm.close()
         poller = Client(stack_.port, users[0]["token"])
         for _ in range(20):
@@ -459,11 +574,13 @@ async def run_async(args: argparse.Namespace) -> dict:
         poller.connection.close()
         await probe.readers_gone()
         await asyncio.sleep(2)
+        peak("uploads and warm-up")
 
         # Memory, before and with the streams.
         memory: dict = dict(before=probe.web_memory(), redis_before=probe.redis_info())
         streams = Streams(stack_.port, specs)
-        memory["open_seconds"] = await streams.open(args.open_timeout)
+        memory["open_seconds"] = await streams.open(args.open_timeout, args.open_batch)
+        peak("opening the streams")
         await asyncio.sleep(args.settle)
         memory["with"] = probe.web_memory()
         memory["redis_with"] = probe.redis_info()
@@ -473,6 +590,7 @@ async def run_async(args: argparse.Namespace) -> dict:
         memory["redis_per_stream_bytes"] = (
             memory["redis_with"]["used_memory"] - memory["redis_before"]["used_memory"]
         ) / n
+        memory["open_errors"] = sum(len(x.errors) for x in streams.streams)
         memory["reopened_rss"] = []
         memory["readers_released_s"] = []
         report["memory"] = memory
@@ -498,13 +616,15 @@ async def run_async(args: argparse.Namespace) -> dict:
                     if with_streams != is_open:
                         if with_streams:
                             streams = Streams(stack_.port, specs)
-                            await streams.open(args.open_timeout)
+                            await streams.open(args.open_timeout, args.open_batch)
                             await asyncio.sleep(args.settle)
                             memory["reopened_rss"].append(probe.web_memory()["rss"])
                         else:
                             await streams.close()
                             memory["readers_released_s"].append(await probe.readers_gone())
                         is_open = with_streams
+                    report.setdefault("quiet_waits_s", []).append(await probe.quiet(counter))
+                    peak("between polling runs")
                     cpu = probe.web_cpu()
                     stats = await asyncio.to_thread(
                         stack.wrk, stack_.port, users[0]["token"], path, args.folder, interval
@@ -515,6 +635,8 @@ async def run_async(args: argparse.Namespace) -> dict:
                     stats["stream_errors"] = (
                         sum(len(s.errors) for s in streams.streams) if with_streams else 0
                     )
+                    if counter is not None:
+                        stats["db_connections_peak"] = counter.take()
                     row = dict(endpoint=name, interval_ms=interval, streams=with_streams, **stats)
                     report["polling"].append(row)
                     print(
@@ -523,8 +645,11 @@ async def run_async(args: argparse.Namespace) -> dict:
                     )
             if not is_open:
                 streams = Streams(stack_.port, specs)
-                await streams.open(args.open_timeout)
+                await streams.open(args.open_timeout, args.open_batch)
                 await asyncio.sleep(args.settle)
+        report.setdefault("quiet_waits_s", []).append(await probe.quiet(counter))
+        errors_before = sum(len(x.errors) for x in streams.streams)
+        peak("before the events")
 
         # Events, while the conversions run.
         lag: list[float] = []
@@ -532,7 +657,7 @@ async def run_async(args: argparse.Namespace) -> dict:
         lag_task = asyncio.create_task(loop_lag(lag, stop))
         loads: list[list[float]] = []
         cpu0 = (probe.web_cpu(), os.times())
-        rss_peak = 0
+        rss_peak = threads_peak = 0
         started = time.time()
         await asyncio.to_thread(stack_.start_worker)
         worker_cpu0 = 0.0  # the worker did not exist before
@@ -541,7 +666,9 @@ async def run_async(args: argparse.Namespace) -> dict:
         tasks = {u["task_id"] for u in users}
         while time.monotonic() < deadline:
             loads.append(load())
-            rss_peak = max(rss_peak, probe.web_memory()["rss"])
+            web_now = probe.web_memory()
+            rss_peak = max(rss_peak, web_now["rss"])
+            threads_peak = max(threads_peak, web_now["threads"])
             finished = {
                 e.task_id
                 for s in streams.streams
@@ -570,6 +697,7 @@ async def run_async(args: argparse.Namespace) -> dict:
         client_cpu = (client_times.user + client_times.system) - (cpu0[1].user + cpu0[1].system)
         stop.set()
         await lag_task
+        peak("events")
         check = check_streams(streams.streams, probe.redis, users)
         await streams.close()
         memory["readers_released_s"].append(await probe.readers_gone())
@@ -581,28 +709,29 @@ async def run_async(args: argparse.Namespace) -> dict:
             )
             final[data["state"]] = final.get(data["state"], 0) + 1
 
-        live = [
-            e
-            for s in streams.streams
-            for e in s.events[1:]  # the first: the current state on connect
-        ]
+        # Timed: what came from Redis after the first event (the current state on connect).
+        fresh = {s.index: live_events(s)[0] for s in streams.streams}
+        live = [e for events_ in fresh.values() for e in events_]
         latencies = [e.latency_ms for e in live]
         by_kind = {
             kind: distribution(
-                [e.latency_ms for s in streams.streams if s.kind == kind for e in s.events[1:]]
+                [e.latency_ms for s in streams.streams if s.kind == kind for e in fresh[s.index]]
             )
             for kind in ("all", "task")
         }
         spread: dict[tuple, list[float]] = {}
         for s in streams.streams:
-            for e in s.events[1:]:
+            for e in fresh[s.index]:
                 spread.setdefault((s.user, e.id), []).append(e.latency_ms)
         first_reader = [min(v) for v in spread.values()]
         last_reader = [max(v) for v in spread.values()]
         conversions = []
         for n in range(len(users)):
             ids = [
-                e for s in streams.streams if s.user == n and s.kind == "all" for e in s.events[1:]
+                e
+                for s in streams.streams
+                if s.user == n and s.kind == "all"
+                for e in fresh[s.index]
             ]
             if ids:
                 conversions.append(max(e.id_seconds for e in ids) - min(e.id_seconds for e in ids))
@@ -617,8 +746,8 @@ async def run_async(args: argparse.Namespace) -> dict:
             last_reader_ms=distribution(last_reader),
             client_loop_lag_ms=distribution(lag),
             check=check,
-            errors=sum(len(s.errors) for s in streams.streams),
-            error_samples=[e for s in streams.streams for e in s.errors][:10],
+            errors=sum(len(s.errors) for s in streams.streams) - errors_before,
+            error_samples=sorted({e for s in streams.streams for e in s.errors})[:10],
             reconnects=sum(s.reconnects for s in streams.streams),
             heartbeats=sum(s.heartbeats for s in streams.streams),
             task_streams_ended=sum(s.ended for s in streams.streams if s.kind == "task"),
@@ -629,6 +758,7 @@ async def run_async(args: argparse.Namespace) -> dict:
             worker_cpu_s=worker_cpu,
             client_cpu_s=client_cpu,
             web_rss_peak=rss_peak,
+            web_threads_peak=threads_peak,
             load=dict(min=min(x[0] for x in loads), max=max(x[0] for x in loads)),
         )
         report["load"]["end"] = load()
@@ -712,15 +842,19 @@ def markdown(report: dict) -> str:
             f"- Per stream: got {c['events_got']['min']}–{c['events_got']['max']} "
             f"(median {c['events_got']['median']}) events after the first, expected "
             f"{c['events_expected']['min']}–{c['events_expected']['max']}; "
-            f"**{c['exact']} of {c['streams']}** exactly as expected, {c['missing_events']} "
-            f"missing, {c['extra_events']} extra, {c['duplicate_events']} duplicated; "
+            f"**{c['exact']} of {c['streams']}** exactly as expected (ids and order); "
+            f"**{c['missing_events']} lost** (neither its id nor its state came), "
+            f"{c['extra_events']} unexpected, {c['duplicate_events']} duplicated, "
+            f"{c.get('from_database', 0)} sent from the database at a heartbeat instead of "
+            "from Redis (their id is the last one read, so they are not timed); "
             f"{e['task_streams_ended']} task streams ended by the server after the final state.",
             f"- Errors: {e['errors']}, reconnects: {e['reconnects']}"
             + (f" ({'; '.join(e['error_samples'])})" if e["error_samples"] else "")
             + ".",
             f"- CPU during the events: web {e['web_cpu_s']:.1f} s ({e['web_cpu_share'] * 100:.0f}% "
             f"of a core), worker {e['worker_cpu_s']:.1f} s, this client {e['client_cpu_s']:.1f} s; "
-            f"web RSS peak {_mib(e['web_rss_peak'])} MiB.",
+            f"web RSS peak {_mib(e['web_rss_peak'])} MiB, threads peak "
+            f"{e.get('web_threads_peak', '?')}.",
             "",
         ]
     n = report["streams"]
@@ -732,14 +866,22 @@ def markdown(report: dict) -> str:
         f"| **{m['rss_per_stream_kib']:.0f} KiB** |",
         f"| web process USS (MiB) | {_mib(m['before']['uss'])} | {_mib(m['with']['uss'])} "
         f"| {m['uss_per_stream_kib']:.0f} KiB |",
+        f"| web process threads | {m['before'].get('threads', '?')} "
+        f"| {m['with'].get('threads', '?')} | |",
         f"| Redis `connected_clients` | {clients[0]} | {clients[1]} "
         f"| {(clients[1] - clients[0]) / n:.2f} |",
         f"| Redis `used_memory` (MiB) | {_mib(m['redis_before']['used_memory'])} "
         f"| {_mib(m['redis_with']['used_memory'])} "
         f"| {m['redis_per_stream_bytes'] / 1024:.1f} KiB |",
         "",
-        f"- {n} streams had their first event {m['open_seconds']:.1f} s after they were opened "
-        "together.",
+        f"- {n} streams had their first event {m['open_seconds']:.1f} s after the first "
+        f"connected ({report.get('open_batch') or n} connecting at a time); "
+        f"{m.get('open_errors', 0)} errors while opening.",
+        f"- PostgreSQL connections to the bench database, most at once (CONN_MAX_AGE="
+        f"{report.get('conn_max_age')}, database CONNECTION LIMIT "
+        f"{report.get('db_connection_limit') or 'none'}): "
+        + ", ".join(f"{k} {v}" for k, v in report.get("db_connections_peak", {}).items())
+        + ".",
         "- RSS after each re-opening of the streams (MiB): "
         + (", ".join(_mib(x) for x in m["reopened_rss"]) or "none")
         + "; Redis readers gone after the clients closed (s): "
@@ -753,8 +895,8 @@ def markdown(report: dict) -> str:
             f"{report['polling'][0]['seconds']:.0f} s per run, on the same one uvicorn process.",
             "",
             "| endpoint | each poller waits | 500 streams | requests/s | p50 ms | p90 ms | p99 ms "
-            "| max ms | non-2xx | socket errors | web CPU/req ms | load |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| max ms | non-2xx | socket errors | web CPU/req ms | DB connections | load |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for s in report["polling"]:
             wait = (
@@ -766,7 +908,8 @@ def markdown(report: dict) -> str:
                 f"| `{s['endpoint']}` | {wait} | {'open' if s['streams'] else '—'} "
                 f"| {s['rps']:.0f} | {s['p50_ms']:.1f} | {s['p90_ms']:.1f} | {s['p99_ms']:.1f} "
                 f"| {s['max_ms']:.1f} | {s['non2xx']} | {s['socket_errors']} "
-                f"| {s['web_cpu_per_request_ms']:.1f} | {s['load']:.1f} |"
+                f"| {s['web_cpu_per_request_ms']:.1f} | {s.get('db_connections_peak', '')} "
+                f"| {s['load']:.1f} |"
             )
         lines.append("")
     return "\n".join(lines)
@@ -788,6 +931,15 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900.0, help="for the conversions")
     parser.add_argument(
         "--conn-max-age", type=int, default=0, help="CONN_MAX_AGE (0: as Django asks of ASGI)"
+    )
+    parser.add_argument(
+        "--open-batch", type=int, default=50, help="streams connecting at a time (0: all)"
+    )
+    parser.add_argument(
+        "--db-connection-limit",
+        type=int,
+        default=75,
+        help="CONNECTION LIMIT of the bench database (0: none), to spare a shared server",
     )
     parser.add_argument("--folder", type=Path, default=ROOT / "var" / "bench")
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "results")
