@@ -14,6 +14,7 @@ urlpatterns = [
         name="redoc",
     ),
     path("api/v1/", include("config.api_router")),
+    path("", include("workspace.urls")),
 ]
 
 

@@ -34,6 +34,24 @@ def _database_url() -> str:
     return f"postgres://{auth}@{host}:{port}/{db['NAME']}"
 
 
+def _process_env(broker_url: str | None = None) -> dict:
+    """The environment of a process a test starts (a worker, a web server): the test
+    database, broker and media, with the test settings."""
+    broker_url = broker_url or settings.CELERY_BROKER_URL
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": _database_url(),
+        "REDIS_URL": broker_url,
+        "CELERY_BROKER_URL": broker_url,
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+    }
+    # The browser tests set it in their own process (Playwright's sync API runs an event
+    # loop there); a server keeps Django's async-safety checks.
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    return env
+
+
 class CeleryProcess:
     """A `celery` command (worker, beat, flower) running against the test database and a
     broker, with its output in `log_path`."""
@@ -46,16 +64,7 @@ class CeleryProcess:
         self.proc: subprocess.Popen | None = None
 
     def spawn(self) -> None:
-        broker_url = self.broker_url or settings.CELERY_BROKER_URL
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "config.settings.test",
-            "DATABASE_URL": _database_url(),
-            "REDIS_URL": broker_url,
-            "CELERY_BROKER_URL": broker_url,
-            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-            **self.extra_env,
-        }
+        env = {**_process_env(self.broker_url), **self.extra_env}
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             self.command(),
@@ -167,14 +176,22 @@ class AsgiServerProcess(CeleryProcess):
     loopback port, against the test database and broker: what the event streams need (the
     live_server fixture is WSGI)."""
 
-    def __init__(self, log_path: Path, *, extra_env: dict | None = None):
+    def __init__(
+        self,
+        log_path: Path,
+        *,
+        extra_env: dict | None = None,
+        app: str = "config.asgi:application",
+    ):
         from tests.conftest import free_port
 
         self.port = free_port()
+        # tests.asgi:application serves the static files too, for a browser (asgi_live_server).
+        self.app = app
         super().__init__([], log_path, extra_env={"DJANGO_ALLOWED_HOSTS": "*", **(extra_env or {})})
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "uvicorn", "config.asgi:application",
+        return [sys.executable, "-m", "uvicorn", self.app,
                 "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"]  # fmt: skip
 
     @property
@@ -235,6 +252,19 @@ def live_worker(celery_worker, transactional_db):
         )
         Conversion.objects.filter(state=Conversion.State.PROGRESS).update(cancel_requested=True)
         time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def asgi_live_server(django_db_setup, django_db_blocker, tmp_path_factory):
+    """Like `asgi_server`, for a browser: another uvicorn process, running tests/asgi.py,
+    which serves the static files beside the application (the test settings have no
+    WhiteNoise). `.url` is its base URL; tests using it need `transactional_db` (or
+    `live_worker`) so that it sees what they commit."""
+    server = AsgiServerProcess(
+        tmp_path_factory.mktemp("asgi-static") / "uvicorn.log", app="tests.asgi:application"
+    ).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-PACKAGES = ("config", "tagger", "geoconvert")
+PACKAGES = ("config", "tagger", "geoconvert", "workspace")
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
@@ -45,6 +45,11 @@ def test_the_code_keeps_every_layer_contract():
             "tagger/selectors.py",
             "from geoconvert.models import Conversion",
             "The items app imports nothing of the conversion app",
+        ),
+        (
+            "workspace/views.py",
+            "from tagger.selectors import item_list",
+            "The browser workspace is a client of the API: it imports nothing of the apps",
         ),
         (
             "tagger/models.py",

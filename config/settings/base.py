@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import environ
+import xstatic.pkg.leaflet
 from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -60,6 +61,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "tagger",
     "geoconvert",
+    "workspace",
 ]
 
 MIDDLEWARE = [
@@ -111,6 +113,8 @@ CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 # ------------------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=VAR_DIR / "static")
+# Leaflet, for the workspace's map, from the xstatic-leaflet package: static/leaflet/...
+STATICFILES_DIRS = [("leaflet", xstatic.pkg.leaflet.BASE_DIR)]
 # Uploaded originals and converted COGs. Never served directly: downloads go through the
 # API, which checks ownership.
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=VAR_DIR / "media")
@@ -142,6 +146,19 @@ TAGGER_TILE_LINK_SECONDS = env.int("TAGGER_TILE_LINK_SECONDS", default=24 * 3600
 # that long. It is also how long a revoked token or a deleted item's tiles stay served.
 # 0: no X-Accel-Expires, nothing cached.
 TAGGER_TILE_PROXY_CACHE_SECONDS = env.int("TAGGER_TILE_PROXY_CACHE_SECONDS", default=0)
+
+# WORKSPACE
+# ------------------------------------------------------------------------------
+# https://docs.djangoproject.com/en/5.2/topics/auth/default/#module-django.contrib.auth.views
+# The browser workspace at / (workspace/): its sign-in page, and where signing in and out lead.
+LOGIN_URL = "workspace:login"
+LOGIN_REDIRECT_URL = "workspace:home"
+LOGOUT_REDIRECT_URL = "workspace:login"
+# A basemap under the rasters on the workspace's map: an XYZ URL template such as
+# "https://tile.openstreetmap.org/{z}/{x}/{y}.png", with its attribution (HTML). Empty by
+# default: the map then shows the rasters alone and needs no internet access.
+TAGGER_MAP_BASEMAP_URL = env("TAGGER_MAP_BASEMAP_URL", default="")
+TAGGER_MAP_BASEMAP_ATTRIBUTION = env("TAGGER_MAP_BASEMAP_ATTRIBUTION", default="")
 
 # CORS
 # ------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The conversion engine: one uploaded raster file in, one Cloud-Optimized GeoTIFF out.
 
-Plain rasterio, no Django: the service calls ``convert()`` and maps ``Step``s, ``RasterError``
-and ``ConversionCancelled`` onto its models; the engine can be run, tested and benchmarked alone.
+Plain rasterio, no Django: the service calls ``convert()`` and maps ``Step``s, the write's
+progress fractions, ``RasterError`` and ``ConversionCancelled`` onto its models; the engine
+can be run, tested and benchmarked alone.
 
 Safety: an upload is hostile until proven otherwise. Its first bytes must name a self-contained
 format (``ALLOWED_DRIVERS``) and GDAL opens it with that one driver only, reading through an
@@ -12,7 +13,8 @@ a ``RasterError`` is ours, GDAL's own (which names server paths) is only logged.
 Modules: ``options`` (options, limits, steps, result, errors: the defaults live there),
 ``source`` (the boundary for the untrusted file: identify, open, read, cancel), ``validate``
 (request and size checks), ``plan`` (georeferencing, warp, creation options), ``write``
-(``convert()``, through a partial file), ``describe`` (a finished COG's metadata); reading a
+(``convert()``, through a partial file), ``libgdal`` (``GDALCreateCopy`` with GDAL's progress
+callback, through ctypes on rasterio's libgdal), ``describe`` (a finished COG's metadata); reading a
 finished COG: ``statistics`` (exact per-band statistics, histogram, percentiles) and
 ``render`` (map tiles, thumbnails, TileJSON facts, through rio-tiler).
 """

@@ -8,11 +8,12 @@
   so nothing is written next to the source; network access is fenced off in ``gdal_env()``.
 
 Cancellation. ``should_cancel`` is asked between steps and, while the COG is written, from the
-reads GDAL makes of the source: the opener's ``read()`` asks at most every
-``CANCEL_POLL_SECONDS`` (only on the thread that called ``convert``; reads on GDAL's worker
-threads only look at the flag it sets) and, once cancelled, returns no bytes, so GDAL fails
-the copy. The opener remembers recent reads so that it costs no more than GDAL opening the
-path itself (see ``_CancellableFile``; measurements in docs/performance.md).
+reads GDAL makes of the source and from GDAL's progress callback (``write``): each asks at
+most every ``CANCEL_POLL_SECONDS`` (only on the thread that called ``convert``; reads on GDAL's
+worker threads only look at the flag it sets) and, once cancelled, a read returns no bytes
+and the progress callback tells GDAL to stop, so GDAL fails the copy. The opener remembers
+recent reads so that it costs no more than GDAL opening the path itself (see
+``_CancellableFile``; measurements in docs/performance.md).
 """
 
 from __future__ import annotations

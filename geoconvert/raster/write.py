@@ -4,6 +4,14 @@ One pass through GDAL's COG driver (no intermediate GeoTIFF as rio-cogeo makes):
 lossless, overviews, CRS, geotransform, nodata, masks and colour table kept. It is written to
 ``.<dst name>.<uuid>.partial`` in dst's folder and moved into place with ``os.replace`` only
 when complete; on any error or cancel every partial file is removed.
+
+Progress. ``progress(step)`` hears each ``Step`` once, in order, as it begins.
+``write_progress(fraction)`` then hears how far the write (``Step.WRITE``) has got, from GDAL's
+own progress callback (see ``libgdal``): fractions in (0, 1], strictly increasing, reported as
+often as GDAL reports them (tens to hundreds of times: throttle in the caller). GDAL's COG
+driver reports its overviews, then the final copy, on one 0..1 scale; the fraction is clamped
+to stay monotonic whatever a GDAL version does. Both are called on ``convert``'s own thread,
+and both may raise to stop the conversion (the exception is raised from ``convert``).
 """
 
 from __future__ import annotations
@@ -11,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
+import time
 import uuid
 import warnings
 from collections.abc import Callable
@@ -18,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import rasterio
-import rasterio.shutil
 from rasterio.errors import NotGeoreferencedWarning
 
+from . import libgdal
 from .describe import describe
 from .options import (
-    COPY_ERRORS,
     CogOptions,
     ConversionCancelled,
     Georef,
@@ -48,9 +57,13 @@ def convert(
     options: CogOptions = CogOptions(),
     limits: Limits = Limits(),
     progress: Callable[[Step], None] | None = None,
+    write_progress: Callable[[float], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> RasterInfo:
     """Write ``src`` as a COG at ``dst`` and describe the result.
+
+    ``progress`` hears each ``Step`` as it begins, ``write_progress`` the write's fraction
+    done (see the module's docstring).
 
     Raises ``RasterError`` for input that cannot be converted, ``ConversionCancelled`` when
     ``should_cancel()`` returned true; in both cases dst is untouched and no partial file stays.
@@ -78,7 +91,7 @@ def convert(
                     watch.check()
                     report(Step.WRITE)
                     with rasterio.Env(**temporary_file_config(plan, dataset.dtypes)):
-                        _write_cog(plan.dataset, partial, creation, watch)
+                        _write_cog(plan.dataset, partial, creation, watch, write_progress)
             watch.check(force=True)
             info = describe(partial)
         os.replace(partial, dst_path)
@@ -99,11 +112,45 @@ def _check_paths(src: Path, dst: Path) -> None:
         raise FileNotFoundError(f"dst's folder does not exist: {dst.parent}")
 
 
-def _write_cog(dataset, partial: Path, creation: dict[str, Any], watch: CancelWatch) -> None:
+def _write_cog(
+    dataset,
+    partial: Path,
+    creation: dict[str, Any],
+    watch: CancelWatch,
+    write_progress: Callable[[float], None] | None,
+) -> None:
+    written = 0.0
+    owner = threading.get_ident()
+
+    def on_progress(fraction: float) -> bool:
+        """GDAL's progress: False stops the copy (cancelled, or a callback raised)."""
+        nonlocal written
+        if threading.get_ident() != owner:  # callbacks only ever run on convert's thread
+            return not watch.stopped
+        try:
+            if watch.stopped or (time.monotonic() >= watch.next_ask and watch.poll()):
+                return False
+            fraction = min(max(fraction, 0.0), 1.0)
+            if fraction > written:
+                written = fraction
+                if write_progress is not None:
+                    write_progress(fraction)
+            return True
+        except BaseException as exc:  # raised through GDAL it would be lost
+            watch.stop_for(exc)
+            return False
+
     watch.arm()
     try:
-        rasterio.shutil.copy(dataset, partial, driver="COG", **creation)
-    except COPY_ERRORS as exc:
+        libgdal.create_copy(
+            dataset.name,
+            dataset.driver,
+            partial,
+            driver="COG",
+            options=creation,
+            progress=on_progress,
+        )
+    except libgdal.GdalError as exc:
         watch.raise_swallowed()
         if watch.cancelled:
             raise ConversionCancelled("The conversion was cancelled.") from None

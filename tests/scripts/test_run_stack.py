@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from tests.conftest import free_port, require
 
 REPO = Path(__file__).resolve().parents[2]
-COPIED = ("config", "tagger", "geoconvert", "scripts", "manage.py", "flowerconfig.py")
+COPIED = ("config", "tagger", "geoconvert", "workspace", "scripts", "manage.py", "flowerconfig.py")
 
 
 @pytest.fixture
@@ -96,3 +97,27 @@ def test_a_worker_that_dies_is_started_again_and_the_api_stays_up(stack):
     assert health(stack.base) is not None, "the API went down with the worker"
     wait_for(lambda: worker_pids(stack.checkout) not in ([], [first]), "a new worker")
     wait_for(lambda: (health(stack.base) or {}).get("workers") == 1, "the new worker to answer")
+
+
+def status_of(url: str) -> int:
+    """The status of a GET, redirects not followed."""
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def test_the_workspace_and_its_static_files_are_served(stack):
+    """uvicorn serves no static files itself: under `make run` WhiteNoise does."""
+    wait_for(lambda: health(stack.base), "the API to answer")
+    assert status_of(f"{stack.base}/") == 302  # to the sign-in page
+    assert status_of(f"{stack.base}/login/") == 200
+    for asset in ("workspace/workspace.js", "workspace/workspace.css", "leaflet/leaflet.js"):
+        assert status_of(f"{stack.base}/static/{asset}") == 200, asset

@@ -212,5 +212,8 @@ def test_stack_rides_out_a_broker_crash(api, tmp_path, stack, outage, run):
         assert_converted_once(item_id, task_id, src, digest, lambda: logs(stack.worker))
     final, _ = wait_for_task(api, waiting)
     assert final["state"] == "SUCCESS", final
-    assert stack.worker.log().count(f"Conversion {waiting} complete") == 1
+    # The run logs "complete" just after its SUCCESS is committed, which the API may see first.
+    done = f"Conversion {waiting} complete"
+    wait_until(lambda: done in stack.worker.log(), "the worker's log to say it completed")
+    assert stack.worker.log().count(done) == 1
     stack.assert_working(api, tmp_path, "after-full")

@@ -154,7 +154,10 @@ def test_worker_and_api_carry_on_when_the_primary_dies(
             assert_converted_once(item_id, task_id, src, digest, lambda: logs(worker))
         final, _ = wait_for_task(api, waiting)
         assert final["state"] == "SUCCESS", final
-        assert worker.log().count(f"Conversion {waiting} complete") == 1
+        # "complete" is logged just after the SUCCESS the API may already have seen.
+        done = f"Conversion {waiting} complete"
+        wait_until(lambda: done in worker.log(), "the worker's log to say it completed")
+        assert worker.log().count(done) == 1
         # New work goes through the sentinel to the new primary.
         item = upload(api, rasters.rgb_byte_tiff(tmp_path / "after.tif"))
         final, _ = wait_for_task(api, convert(api, item["id"]).json()["task_id"])

@@ -73,6 +73,18 @@ def test_folder_and_file_lifecycle(api):
     assert api.get(f"/api/v1/tree-items/{item['id']}").status_code == 200
 
 
+def test_top_level_lists_only_the_items_without_a_parent(api, other_api):
+    folder = api.post("/api/v1/tree-items/", {"name": "root"}, format="json").json()
+    _upload(api, "inside.tif", parent=folder["id"])
+    top = _upload(api, "top.tif").json()
+    other_api.post("/api/v1/tree-items/", {"name": "theirs"}, format="json")
+
+    listed = api.get("/api/v1/tree-items/?top_level=true").json()["results"]
+    assert [item["id"] for item in listed] == [folder["id"], top["id"]]
+    nested = api.get("/api/v1/tree-items/?top_level=false").json()["results"]
+    assert [item["name"] for item in nested] == ["inside.tif"]
+
+
 def test_delete_removes_subtree_and_files(api, django_capture_on_commit_callbacks):
     from tagger.models import TreeItem
 
