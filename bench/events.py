@@ -2,8 +2,8 @@
 conversions run, and what the streams do to status polling.
 
     BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/tagger_bench_events \\
-        .venv/bin/python -m bench.events                    # everything, about 8 minutes
-    .venv/bin/python -m bench.events --wrk-seconds 5 --skip-polling   # a quick look
+        .venv/bin/python -m bench.events                    # everything, about 6 minutes
+    .venv/bin/python -m bench.events --users 2 --per-user 10 --wrk-seconds 3   # a quick look
     .venv/bin/python -m bench.events --rewrite              # events.md again from events.json
 
 The stack is bench/stack.py's (its own Redis on a unix socket, database, media folder and
@@ -17,7 +17,8 @@ In this order:
 2. Memory: the web process's RSS (psutil) and Redis's ``connected_clients`` and
    ``used_memory``, after one stream of each kind was opened and closed (so the code a stream
    imports is loaded), then with the 500 streams open and settled. Per user: 45 streams on
-   ``GET /api/v1/events``, 5 on ``GET /api/v1/tasks/{its task}/events``.
+   ``GET /api/v1/events``, 5 on ``GET /api/v1/tasks/{its task}/events``; 50 connect at a
+   time (--open-batch).
 3. Polling: bench/stack.py's wrk runs (50 connections, each endpoint, each poller waiting
    0.5-1.5 s at random, then not at all), each with the 500 streams open and without, side
    by side (which comes first alternates); the streams are closed and opened again between.
@@ -28,6 +29,11 @@ In this order:
    on this machine, on the same clock. What each stream should have got is read back from the
    users' Redis streams afterwards (the same rule as the server's: every entry after the
    stream's starting point that changes its task's data; a task stream up to the final one).
+
+Under ASGI every request runs in a thread of its own with its own database connection, so the
+benchmark sets CONN_MAX_AGE=0 (as Django asks of ASGI; the settings' 60 s leaked connections
+until PostgreSQL refused more) and caps its database's connections (--db-connection-limit),
+so that it cannot take a shared server's last ones; the peaks are reported.
 
 The client is one asyncio loop in this process (raw asyncio streams, HTTP/1.1, chunked
 bodies), so it competes for the 2 cores too; its own event-loop lag is measured and reported.

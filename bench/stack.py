@@ -12,7 +12,9 @@ and port), as production runs it: ``config.settings.production``, gunicorn servi
 4. polling load: wrk with 50 connections on each status endpoint for 20 s.
 
 The database is PostgreSQL when BENCH_DATABASE_URL is set (the production setting), else a
-SQLite file. Results go to bench/results/stack.md and stack.json.
+SQLite file. Results go to bench/results/stack.md and stack.json. BENCH_SERVER=uvicorn (or
+``Stack(server="uvicorn")``) serves ``config.asgi`` from one uvicorn process instead of
+gunicorn's sync workers (bench/events.py uses it for the event streams).
 """
 
 from __future__ import annotations
