@@ -25,7 +25,7 @@ import logging
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
-from django.db import close_old_connections
+from django.db import connections
 from django.http import HttpResponse, StreamingHttpResponse
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
@@ -113,6 +113,7 @@ class _EventStreamView(APIView):
         body = EventStream(
             owner_id=request.user.pk, task_id=task_id, resume_after=last_event_id, seen=seen
         )
+        _release_database()  # the stream may last hours; it reconnects when it needs to
         return StreamingHttpResponse(
             body,
             content_type=EVENT_STREAM,
@@ -242,7 +243,7 @@ def _status(fields: dict) -> dict:
 @sync_to_async
 def _database_states(owner_id, task_id: str | None, tracked) -> list[dict]:
     """The status of the task, or of the owner's unfinished conversions and those in
-    `tracked`; the connection is closed after, as a stream may wait for hours."""
+    `tracked`; the connection is closed after."""
     try:
         rows = selectors.conversion_event_fields(
             owner_id=owner_id,
@@ -252,4 +253,13 @@ def _database_states(owner_id, task_id: str | None, tracked) -> list[dict]:
         )
         return [_status(row) for row in rows]
     finally:
-        close_old_connections()
+        _release_database()
+
+
+def _release_database() -> None:
+    """Close this thread's database connections now rather than when the request ends: each
+    open stream has a thread of its own (asgiref's per-request context), and a connection
+    kept for every open stream would exhaust the database's."""
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close()
