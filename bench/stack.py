@@ -12,7 +12,9 @@ and port), as production runs it: ``config.settings.production``, gunicorn servi
 4. polling load: wrk with 50 connections on each status endpoint for 20 s.
 
 The database is PostgreSQL when BENCH_DATABASE_URL is set (the production setting), else a
-SQLite file. Results go to bench/results/stack.md and stack.json.
+SQLite file. Results go to bench/results/stack.md and stack.json. BENCH_SERVER=uvicorn (or
+``Stack(server="uvicorn")``) serves ``config.asgi`` from one uvicorn process instead of
+gunicorn's sync workers (bench/events.py uses it for the event streams).
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ GUNICORN_WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS", "3"))  # as dock
 # (docker/nginx.conf): it buffers slow and idle client connections for the sync workers.
 PROXY = os.environ.get("BENCH_PROXY", "")
 GUNICORN_THREADS = int(os.environ.get("BENCH_GUNICORN_THREADS", "1"))
+# BENCH_SERVER=uvicorn serves config.asgi with one uvicorn process instead (as `make run`
+# does; the image runs the same app under gunicorn's uvicorn workers): what the event streams
+# need, as WSGI answers them 501.
+SERVER = os.environ.get("BENCH_SERVER", "gunicorn")
 WRK_CONNECTIONS = 50
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "20"))
 # Each poller asks once a second (as a client polling a progress bar would), then with no
@@ -56,8 +62,24 @@ def free_port() -> int:
 
 
 class Stack:
-    def __init__(self, folder: Path):
+    """``server``: "gunicorn" (sync workers on config.wsgi) or "uvicorn" (one ASGI process on
+    config.asgi). ``start_worker=False`` leaves the Celery worker to ``start_worker()``, so
+    conversions can be queued before it takes any; ``worker_concurrency`` its processes."""
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        server: str = "",
+        start_worker: bool = True,
+        worker_concurrency: int = 1,
+    ):
         self.folder = folder
+        self.server = server or SERVER
+        if self.server not in ("gunicorn", "uvicorn"):
+            raise ValueError(f"server {self.server!r}: gunicorn or uvicorn")
+        self.with_worker = start_worker
+        self.worker_concurrency = worker_concurrency
         self.port = free_port()
         self.processes: list[subprocess.Popen] = []
         self.logs: list = []
@@ -119,6 +141,26 @@ class Stack:
             .strip()
             .splitlines()[-1]
         )
+        self._spawn_web()
+        if PROXY == "nginx":
+            self._spawn("nginx", ["nginx", "-c", str(self._nginx_conf()), "-p", str(self.folder)])
+        self._wait_web()
+        if self.with_worker:
+            self.start_worker()
+        return self
+
+    def _spawn_web(self) -> None:
+        access_log = "-" if os.environ.get("BENCH_ACCESS_LOG") else "/dev/null"
+        if self.server == "uvicorn":
+            command = [PYTHON, "-m", "uvicorn", "config.asgi:application"]
+            command += ["--host", "127.0.0.1", "--port", str(self.gunicorn_port)]
+            command += ["--workers", "1", "--lifespan", "off", "--log-level", "warning"]
+            # Open event streams would otherwise hold a shutdown until they end.
+            command += ["--timeout-graceful-shutdown", "5"]
+            if access_log == "/dev/null":
+                command.append("--no-access-log")
+            self._spawn("web", command)
+            return
         self._spawn(
             "gunicorn",
             [
@@ -133,11 +175,17 @@ class Stack:
                 "--threads",
                 str(GUNICORN_THREADS),
                 "--access-logfile",
-                "-" if os.environ.get("BENCH_ACCESS_LOG") else "/dev/null",
+                access_log,
             ],
         )
-        if PROXY == "nginx":
-            self._spawn("nginx", ["nginx", "-c", str(self._nginx_conf()), "-p", str(self.folder)])
+
+    @property
+    def web_process(self) -> subprocess.Popen:
+        """The web server's process (gunicorn's master, or the one uvicorn process)."""
+        return self.processes[1]
+
+    def start_worker(self) -> None:
+        """The Celery worker, once it answers a ping."""
         self._spawn(
             "worker",
             [
@@ -148,15 +196,14 @@ class Stack:
                 "config.celery_app",
                 "worker",
                 "--concurrency",
-                "1",
+                str(self.worker_concurrency),
                 "--loglevel",
                 "WARNING",
                 "--hostname",
                 f"bench-{uuid.uuid4().hex[:6]}@%h",
             ],
         )
-        self._wait_ready()
-        return self
+        self._wait_worker()
 
     def __exit__(self, *exc) -> None:
         for process in reversed(self.processes):
@@ -177,11 +224,16 @@ class Stack:
         import psycopg2
 
         name = url.rsplit("/", 1)[1]
-        connection = psycopg2.connect(url.rsplit("/", 1)[0] + "/postgres")
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            cursor.execute(f'CREATE DATABASE "{name}"')
+        try:
+            connection = psycopg2.connect(url.rsplit("/", 1)[0] + "/postgres", connect_timeout=5)
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                cursor.execute(f'CREATE DATABASE "{name}"')
+        except psycopg2.Error as exc:
+            raise RuntimeError(
+                f"cannot recreate database {name!r} at {url} (BENCH_DATABASE_URL): {exc}"
+            ) from exc
         connection.close()
 
     @property
@@ -250,16 +302,21 @@ http {{
             raise RuntimeError(f"manage.py {args[0]} failed:\n{done.stderr[-3000:]}")
         return done.stdout
 
-    def _wait_ready(self, timeout: float = 60) -> None:
+    def _wait_web(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if self.web_process.poll() is not None:
+                break  # it exited: a port taken, a setting missing (its log says)
             try:
                 if self.client().request("GET", "/api/v1/tasks/")[0] == 200:
-                    break
+                    return
             except OSError:
                 time.sleep(0.2)
-        else:
-            raise RuntimeError("gunicorn did not answer; see " + str(self.folder / "gunicorn.log"))
+        log = self.folder / ("web.log" if self.server == "uvicorn" else "gunicorn.log")
+        raise RuntimeError(f"{self.server} did not answer; see {log}:\n{_tail(log)}")
+
+    def _wait_worker(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
         ping = [PYTHON, "-m", "celery", "-A", "config.celery_app", "inspect", "ping"]
         ping += ["--timeout", "2"]
         while True:
@@ -268,7 +325,8 @@ http {{
                 break
             time.sleep(0.5)
         if "pong" not in answer.stdout:
-            raise RuntimeError("the worker did not answer a ping; see worker.log")
+            log = self.folder / "worker.log"
+            raise RuntimeError(f"the worker did not answer a ping; see {log}:\n{_tail(log)}")
 
     def client(self) -> Client:
         return Client(self.port, self.token)
@@ -342,6 +400,13 @@ class Client:
             time.sleep(interval)
 
 
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
 def tiny_raster(path: Path) -> Path:
     rng = np.random.default_rng(3)
     data = rng.integers(0, 255, (3, 64, 64), dtype=np.uint8)
@@ -402,7 +467,7 @@ def wrk(port: int, token: str, path: str, folder: Path, interval_ms: int) -> dic
 
 # Reports what wrk's text summary does not: exact percentiles and non-2xx responses.
 WRK_LUA = r"""
-local non2xx = 0
+non2xx = 0  -- a global: done() reads it from each thread with t:get()
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 function init(args) non2xx = 0 end

@@ -21,11 +21,12 @@ geoconvert.services.events) and `data:` with GET /tasks/{id}/status's JSON plus 
 import asyncio
 import json
 import logging
+from collections import OrderedDict
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
-from django.db import close_old_connections
+from django.db import connections
 from django.http import HttpResponse, StreamingHttpResponse
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
@@ -113,6 +114,7 @@ class _EventStreamView(APIView):
         body = EventStream(
             owner_id=request.user.pk, task_id=task_id, resume_after=last_event_id, seen=seen
         )
+        _release_database()  # the stream may last hours; it reconnects when it needs to
         return StreamingHttpResponse(
             body,
             content_type=EVENT_STREAM,
@@ -197,9 +199,9 @@ class EventStream:
                     self.cursor = entry_id
                     if self.task_id and str(fields["task_id"]) != self.task_id:
                         continue
-                    data = _status(fields)
+                    data, text = _rendered(self.owner_id, entry_id, fields)
                     if self.sent.get(data["task_id"]) != data:
-                        yield self._event(data)
+                        yield self._event(data, text)
                     if self._ended():
                         return
             except RedisError as exc:
@@ -221,13 +223,31 @@ class EventStream:
         except RedisError:
             return "0-0"
 
-    def _event(self, data: dict) -> bytes:
+    def _event(self, data: dict, text: str | None = None) -> bytes:
         self.sent[data["task_id"]] = data
-        return f"event: conversion\nid: {self.cursor}\ndata: {json.dumps(data)}\n\n".encode()
+        text = text or json.dumps(data)
+        return f"event: conversion\nid: {self.cursor}\ndata: {text}\n\n".encode()
 
     def _ended(self) -> bool:
         data = self.sent.get(self.task_id) if self.task_id else None
         return data is not None and data["state"] in FINISHED
+
+
+# Each entry's status and JSON, made once per process for all the streams that read it (a
+# user's open tabs and clients): the streams run in one event loop, so no lock is needed.
+_RENDERED: OrderedDict[tuple, tuple[dict, str]] = OrderedDict()
+RENDERED_MAX = 4096
+
+
+def _rendered(owner_id, entry_id: str, fields: dict) -> tuple[dict, str]:
+    key = (owner_id, entry_id)  # entry ids are unique per user's stream only
+    rendered = _RENDERED.get(key)
+    if rendered is None:
+        data = _status(fields)
+        rendered = _RENDERED[key] = (data, json.dumps(data))
+        if len(_RENDERED) > RENDERED_MAX:
+            _RENDERED.popitem(last=False)
+    return rendered
 
 
 def _status(fields: dict) -> dict:
@@ -242,7 +262,7 @@ def _status(fields: dict) -> dict:
 @sync_to_async
 def _database_states(owner_id, task_id: str | None, tracked) -> list[dict]:
     """The status of the task, or of the owner's unfinished conversions and those in
-    `tracked`; the connection is closed after, as a stream may wait for hours."""
+    `tracked`; the connection is closed after."""
     try:
         rows = selectors.conversion_event_fields(
             owner_id=owner_id,
@@ -252,4 +272,13 @@ def _database_states(owner_id, task_id: str | None, tracked) -> list[dict]:
         )
         return [_status(row) for row in rows]
     finally:
-        close_old_connections()
+        _release_database()
+
+
+def _release_database() -> None:
+    """Close this thread's database connections now rather than when the request ends: each
+    open stream has a thread of its own (asgiref's per-request context), and a connection
+    kept for every open stream would exhaust the database's."""
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close()
