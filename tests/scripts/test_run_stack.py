@@ -16,7 +16,14 @@ import pytest
 from tests.conftest import free_port, require
 
 REPO = Path(__file__).resolve().parents[2]
-COPIED = ("config", "tagger", "geoconvert", "workspace", "scripts", "manage.py", "flowerconfig.py")
+# What `make run` needs of a checkout: every top-level Python package (the apps and config;
+# a new app is picked up without listing it here), the scripts and the entry points.
+PACKAGES = tuple(
+    path.name
+    for path in sorted(REPO.iterdir())
+    if (path / "__init__.py").is_file() and path.name not in {"tests", "bench"}
+)
+COPIED = (*PACKAGES, "scripts", "manage.py", "flowerconfig.py")
 
 
 @pytest.fixture
