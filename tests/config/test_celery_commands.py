@@ -125,8 +125,9 @@ def test_status_inspect_events_and_result_against_a_running_worker(private_worke
         assert running in tasks and active[0]["name"] == TASK_NAME
         reserved = _celery("inspect", "reserved", "-d", node, "--json", "-t", "5")
         waiting = {task["id"] for task in _json_reply(reserved, node)}
+        # (Not checked against the database: by the time the command has exited, the worker
+        # may have started the next of them; CI on SQLite saw that once.)
         assert waiting and waiting <= set(tasks) - {running}
-        assert not Conversion.objects.filter(pk__in=waiting).exclude(state="PENDING").exists()
 
         stats = _json_reply(_celery("inspect", "stats", "-d", node, "--json", "-t", "5"), node)
         assert stats["pool"]["max-concurrency"] == 1
