@@ -85,6 +85,9 @@ EVENTS_SCHEMA = {
             description="`event: conversion`, `id:`, `data:` (the task status JSON plus "
             "item_id); a comment line as heartbeat.",
         ),
+        204: OpenApiResponse(
+            description="A task stream resumed after its final event: nothing more will come."
+        ),
         403: OpenApiResponse(ErrorOutput, description="A link token altered or expired."),
         501: OpenApiResponse(ErrorOutput, description="Served under WSGI: streams need ASGI."),
     },
