@@ -90,6 +90,19 @@ def conf_directive(conf: str, name: str) -> str:
     return match[0].strip()
 
 
+def location_in_front(location: str, upstream: str) -> str:
+    """A location block of docker/nginx.conf (`proxy_pass http://tagger_backend`) pointed at
+    `upstream` (host:port), with every other path passed on there too: a server part for
+    running_nginx."""
+    assert "proxy_pass http://tagger_backend;" in location
+    return "\n".join(
+        [
+            location.replace("http://tagger_backend", f"http://{upstream}"),
+            f"location / {{ proxy_pass http://{upstream}; proxy_set_header Host $http_host; }}",
+        ]
+    )
+
+
 @contextmanager
 def running_nginx(prefix: Path, http_part: str, server_part: str):
     """A real nginx (no daemon, no master process) with `http_part` in its http block and

@@ -13,7 +13,7 @@ from rest_framework.authtoken.models import Token
 from geoconvert.services import events
 from tests import rasters
 from tests.conftest import require
-from tests.http import NGINX, conf_block, running_nginx
+from tests.http import NGINX, conf_block, location_in_front, running_nginx
 from tests.tagger.api.test_delivery import NGINX_CONF
 
 EVENTS_LOCATION = "location ~ ^/api/v1/(events|tasks/[^/]+/events)/?$ {"
@@ -128,13 +128,7 @@ def test_events_pass_through_the_production_nginx_as_they_come(
     upstream = urlsplit(asgi_server.url).netloc
     location = conf_block(conf, EVENTS_LOCATION)
     assert "proxy_buffering off;" in location
-    server_part = "\n".join(
-        [
-            location.replace("http://tagger_backend", f"http://{upstream}"),
-            f"location / {{ proxy_pass http://{upstream}; proxy_set_header Host $http_host; }}",
-            "client_max_body_size 100m;",
-        ]
-    )
+    server_part = location_in_front(location, upstream) + "\nclient_max_body_size 100m;"
     http_part = conf_block(conf, "map $http_x_forwarded_proto ")
     with running_nginx(tmp_path / "nginx", http_part, server_part) as port:
         base = f"http://127.0.0.1:{port}"

@@ -12,7 +12,7 @@ from tests import rasters
 from tests.conftest import require
 from tests.geoconvert.api.helpers import convert_in_process
 from tests.geoconvert.api.test_maps import _inside_tile
-from tests.http import NGINX, conf_block, conf_directive, running_nginx
+from tests.http import NGINX, conf_block, conf_directive, location_in_front, running_nginx
 from tests.tagger.api.test_delivery import NGINX_CONF
 
 TILE_LOCATION = "location ~ ^/api/v1/tree-items/[^/]+/tiles/ {"
@@ -34,14 +34,7 @@ def tile_proxy(live_server, tmp_path, settings):
         ]
     )
     upstream = urlsplit(live_server.url).netloc
-    location = conf_block(conf, TILE_LOCATION)
-    assert "proxy_pass http://tagger_backend;" in location
-    server_part = "\n".join(
-        [
-            location.replace("http://tagger_backend", f"http://{upstream}"),
-            f"location / {{ proxy_pass http://{upstream}; proxy_set_header Host $http_host; }}",
-        ]
-    )
+    server_part = location_in_front(conf_block(conf, TILE_LOCATION), upstream)
     with running_nginx(tmp_path / "nginx", http_part, server_part) as port:
         yield f"http://127.0.0.1:{port}"
 
