@@ -143,14 +143,18 @@ class _Publisher:
     def publish(self, owner_id, data: dict) -> str | None:
         if time.monotonic() < self._paused_until:
             return None
+        key = stream_key(owner_id)
         try:
-            entry = self.client().xadd(
-                stream_key(owner_id),
+            # One round trip: the entry, and the stream's expiry pushed back.
+            pipe = self.client().pipeline(transaction=False)
+            pipe.xadd(
+                key,
                 {"data": json.dumps(data, cls=DjangoJSONEncoder)},
                 maxlen=STREAM_MAXLEN,
                 approximate=True,
             )
-            self.client().expire(stream_key(owner_id), STREAM_TTL_SECONDS)
+            pipe.expire(key, STREAM_TTL_SECONDS)
+            entry, _ = pipe.execute()
         except redis.RedisError as exc:
             self._paused_until = time.monotonic() + PAUSE_SECONDS
             logger.warning(
