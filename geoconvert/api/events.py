@@ -5,7 +5,8 @@ Each event is `event: conversion`, an `id:` (the entry of the owner's Redis stre
 geoconvert.services.events) and `data:` with GET /tasks/{id}/status's JSON plus `item_id`.
 
 - On connect the current state comes first (of the task, or of each unfinished conversion),
-  read from the database, with the stream's newest id: what follows is what changed after.
+  as the stream's newest entries give it, with the newest id: what follows is what changed
+  after, so progress never goes back. The database fills in what the stream does not hold.
 - `Last-Event-ID` (sent by EventSource when it reconnects) reads on after that entry instead:
   nothing lost, nothing repeated. When the stream no longer holds it (expired, trimmed), the
   current state comes first again. A one-task stream whose client saw its final event
@@ -171,7 +172,8 @@ class EventStream:
         self.task_id = task_id
         self.resume_after = resume_after
         self.sent: dict[str, dict] = dict(seen or {})  # task id -> the data last sent for it
-        self.cursor = resume_after or "0-0"
+        # The entry read on after; None until Redis has answered.
+        self.cursor: str | None = resume_after
         self.heartbeat = settings.TAGGER_EVENTS_HEARTBEAT_SECONDS
 
     def __aiter__(self):
@@ -189,12 +191,13 @@ class EventStream:
     async def _stream(self, client):
         yield f"retry: {RETRY_MS}\n\n".encode()
         if self.resume_after is None:
-            self.cursor = await self._newest_id(client)
-            for data in await _database_states(self.owner_id, self.task_id, ()):
+            for data in await self._current_states(client):
                 yield self._event(data)
         while not self._ended():
             got_any = False
             try:
+                if self.cursor is None:  # Redis was down at the start: read on from now
+                    self.cursor = await events.events_last_id(client, self.owner_id)
                 async for entry_id, fields in events.events_read(
                     client, self.owner_id, self.cursor, block_ms=int(self.heartbeat * 1000)
                 ):
@@ -220,16 +223,33 @@ class EventStream:
                     if self.sent.get(data["task_id"]) != data:
                         yield self._event(data)
 
-    async def _newest_id(self, client) -> str:
+    async def _current_states(self, client) -> list[dict]:
+        """What a new client is sent first, and the cursor to read on from.
+
+        The state of a task is its newest stream entry as of the cursor, read in the same
+        command: the entries after the cursor are what changed after it, so progress never
+        goes back. The database gives the tasks to send, and the state of one the stream does
+        not hold (or holds as finished when a retry has begun since)."""
         try:
-            return await events.events_last_id(client, self.owner_id)
-        except RedisError:
-            return "0-0"
+            self.cursor, latest = await events.events_latest(client, self.owner_id)
+        except RedisError as exc:
+            logger.warning("Event stream starting from the database only: %s", exc)
+            latest = {}
+        states = []
+        for data in await _database_states(self.owner_id, self.task_id, ()):
+            fields = latest.get(data["task_id"])
+            if fields is not None and not (
+                fields["state"] in FINISHED and data["state"] not in FINISHED
+            ):
+                data = _status(fields)
+            states.append(data)
+        return states
 
     def _event(self, data: dict, text: str | None = None) -> bytes:
         self.sent[data["task_id"]] = data
         text = text or json.dumps(data)
-        return f"event: conversion\nid: {self.cursor}\ndata: {text}\n\n".encode()
+        event_id = f"id: {self.cursor}\n" if self.cursor else ""
+        return f"event: conversion\n{event_id}data: {text}\n\n".encode()
 
     def _ended(self) -> bool:
         data = self.sent.get(self.task_id) if self.task_id else None

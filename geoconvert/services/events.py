@@ -199,14 +199,19 @@ def events_seen(*, owner_id, up_to: str) -> dict[str, dict] | None:
         oldest = client.xrange(key, count=1)
         if not oldest or _entry_key(_text(oldest[0][0])) > _entry_key(up_to):
             return None
-        seen: dict[str, dict] = {}
-        for _, fields in client.xrevrange(key, max=up_to, min="-", count=RESUME_SCAN):
-            data = json.loads(fields[b"data"])
-            seen.setdefault(str(data["task_id"]), data)
-        return seen
+        return _latest_by_task(client.xrevrange(key, max=up_to, min="-", count=RESUME_SCAN))
     except redis.RedisError as exc:
         logger.warning("Cannot resume an event stream: %s", exc)
         return None
+
+
+def _latest_by_task(entries) -> dict[str, dict]:
+    """The fields of the newest entry of each task among `entries` (newest first)."""
+    latest: dict[str, dict] = {}
+    for _, fields in entries:
+        data = json.loads(fields[b"data"])
+        latest.setdefault(str(data["task_id"]), data)
+    return latest
 
 
 def _entry_key(entry_id: str) -> tuple[int, int]:
@@ -237,5 +242,15 @@ async def events_read(
 
 async def events_last_id(client: redis.asyncio.Redis, owner_id) -> str:
     """The id of the owner's newest entry, "0-0" for none."""
-    newest = await client.xrevrange(stream_key(owner_id), count=1)
-    return _text(newest[0][0]) if newest else "0-0"
+    newest, _ = await events_latest(client, owner_id, count=1)
+    return newest
+
+
+async def events_latest(
+    client: redis.asyncio.Redis, owner_id, *, count: int = RESUME_SCAN
+) -> tuple[str, dict[str, dict]]:
+    """The id of the owner's newest entry ("0-0" for none) and, as of that entry, the fields
+    of each task's newest entry within the last `count`: one read, so a stream that starts
+    from these states and reads on after that id sees every later change, in order."""
+    entries = await client.xrevrange(stream_key(owner_id), count=count)
+    return (_text(entries[0][0]) if entries else "0-0"), _latest_by_task(entries)

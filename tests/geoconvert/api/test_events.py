@@ -177,6 +177,19 @@ def test_the_users_stream_has_every_unfinished_conversion_then_new_ones_only_its
     ]
 
 
+def test_a_new_stream_starts_where_the_redis_stream_is_so_progress_never_goes_back(user):
+    conversion = _pending(user)
+    _progress(conversion, 20)
+    # Committed, its entry not appended yet (the worker publishes just after the commit):
+    # had the stream started from the database's 40, the 40 would be followed by nothing
+    # or, for a change published in between, by an older one.
+    Conversion.objects.filter(pk=conversion.pk).update(progress=40)
+    reader = Reader(f"/api/v1/tasks/{conversion.task_id}/events", _auth(user)).read(
+        2, after={1: lambda: events._publish_now(conversion.task_id)}
+    )
+    assert [d["progress"] for d in reader.data] == [20, 40]
+
+
 def test_last_event_id_resumes_with_nothing_lost_or_repeated(user):
     conversion = _pending(user)
     path = f"/api/v1/tasks/{conversion.task_id}/events"

@@ -4,6 +4,7 @@ through docker/nginx.conf's event location in a real nginx."""
 
 import json
 import time
+from contextlib import ExitStack
 from urllib.parse import urlsplit
 
 import pytest
@@ -65,23 +66,23 @@ def test_a_conversion_streams_from_queued_to_success_through_uvicorn(
     asgi_server, live_worker, token, tmp_path
 ):
     base = asgi_server.url
-    # The user's stream, opened before the conversion exists.
-    every = requests.get(f"{base}/api/v1/events", headers=token, stream=True, timeout=30)
-    assert every.status_code == 200 and every.headers["X-Accel-Buffering"] == "no"
-    item_id, task_id = _upload_and_convert(base, token, rasters.rgb_byte_tiff(tmp_path / "a.tif"))
-    one = requests.get(
-        f"{base}/api/v1/tasks/{task_id}/events", headers=token, stream=True, timeout=30
-    )
-    assert one.status_code == 200
+    # The user's stream, opened before the conversion exists. (`with`: a failed assertion
+    # must not leave a stream open for the next test to count.)
+    with requests.get(f"{base}/api/v1/events", headers=token, stream=True, timeout=30) as every:
+        assert every.status_code == 200 and every.headers["X-Accel-Buffering"] == "no"
+        raster = rasters.rgb_byte_tiff(tmp_path / "a.tif")
+        item_id, task_id = _upload_and_convert(base, token, raster)
+        with requests.get(
+            f"{base}/api/v1/tasks/{task_id}/events", headers=token, stream=True, timeout=30
+        ) as one:
+            assert one.status_code == 200
+            task_events = [data for _, data in _events(one)]  # it ends by itself
+        assert task_events[-1]["state"] == "SUCCESS" and task_events[-1]["progress"] == 100
+        progress = [data["progress"] for data in task_events]
+        assert progress == sorted(progress)
+        assert {data["item_id"] for data in task_events} == {item_id}
 
-    task_events = [data for _, data in _events(one)]  # it ends by itself
-    assert task_events[-1]["state"] == "SUCCESS" and task_events[-1]["progress"] == 100
-    progress = [data["progress"] for data in task_events]
-    assert progress == sorted(progress)
-    assert {data["item_id"] for data in task_events} == {item_id}
-
-    seen = _events(every, until=lambda data: data["state"] == "SUCCESS")
-    every.close()
+        seen = _events(every, until=lambda data: data["state"] == "SUCCESS")
     states = [data["state"] for _, data in seen if data["task_id"] == task_id]
     assert states[0] == "PENDING" and states[-1] == "SUCCESS"
     assert "PROGRESS" in states
@@ -103,20 +104,23 @@ def _wait_for(predicate, timeout: float = 10) -> bool:
 def test_a_client_that_leaves_releases_its_redis_connection(asgi_server, live_worker, token):
     client = events.redis_client()
     assert _wait_for(lambda: _stream_connections(client) == 0)  # earlier tests' are gone
-    streams = [
-        requests.get(f"{asgi_server.url}/api/v1/events", headers=token, stream=True, timeout=30)
-        for _ in range(3)
-    ]
-    # Kept: a dropped line iterator closes its response.
-    lines = [stream.iter_lines() for stream in streams]
-    for stream, stream_lines in zip(streams, lines, strict=True):
-        assert stream.status_code == 200
-        next(stream_lines)
-    assert _wait_for(lambda: _stream_connections(client) == 3)
-    streams[0].close()
-    assert _wait_for(lambda: _stream_connections(client) == 2)
-    for stream in streams[1:]:
-        stream.close()
+    with ExitStack() as open_streams:
+        streams = [
+            open_streams.enter_context(
+                requests.get(
+                    f"{asgi_server.url}/api/v1/events", headers=token, stream=True, timeout=30
+                )
+            )
+            for _ in range(3)
+        ]
+        # Kept: a dropped line iterator closes its response.
+        lines = [stream.iter_lines() for stream in streams]
+        for stream, stream_lines in zip(streams, lines, strict=True):
+            assert stream.status_code == 200
+            next(stream_lines)
+        assert _wait_for(lambda: _stream_connections(client) == 3)
+        streams[0].close()
+        assert _wait_for(lambda: _stream_connections(client) == 2)
     assert _wait_for(lambda: _stream_connections(client) == 0)
 
 
@@ -133,11 +137,13 @@ def test_events_pass_through_the_production_nginx_as_they_come(
     with running_nginx(tmp_path / "nginx", http_part, server_part) as port:
         base = f"http://127.0.0.1:{port}"
         # The user's stream never ends: buffered, its events would not arrive while it is open.
-        stream = requests.get(f"{base}/api/v1/events", headers=token, stream=True, timeout=30)
-        assert stream.status_code == 200
-        _, task_id = _upload_and_convert(base, token, rasters.rgb_byte_tiff(tmp_path / "a.tif"))
-        got = _events(stream, until=lambda data: data["state"] == "SUCCESS", timeout=60)
-        stream.close()
+        with requests.get(
+            f"{base}/api/v1/events", headers=token, stream=True, timeout=30
+        ) as stream:
+            assert stream.status_code == 200
+            raster = rasters.rgb_byte_tiff(tmp_path / "a.tif")
+            _, task_id = _upload_and_convert(base, token, raster)
+            got = _events(stream, until=lambda data: data["state"] == "SUCCESS", timeout=60)
     mine = [data for _, data in got if data["task_id"] == task_id]
     assert mine[0]["state"] == "PENDING" and mine[-1]["state"] == "SUCCESS"
     progress = [data["progress"] for data in mine]

@@ -72,7 +72,34 @@ class ReplicatedRedis:
         self._spawn("sentinel", str(conf), "--sentinel")
         wait_until(self._replicating, "the replica to be in sync", 30, 0.2)
         wait_until(lambda: self.master_port() == self.ports["primary"], "the sentinel", 30, 0.2)
+        # The sentinel learns of replicas from the primary's INFO, every 10 s: a primary
+        # killed before it has would leave it nothing to promote.
+        wait_until(self._sentinel_knows_the_replica, "the sentinel to see the replica", 30, 0.2)
         return self
+
+    def _sentinel_knows_the_replica(self) -> bool:
+        try:
+            replicas = self.client("sentinel").sentinel_slaves(MASTER)
+        except redis.RedisError:
+            return False
+        return any(
+            int(r["port"]) == self.ports["replica"] and not r.get("is_sdown") for r in replicas
+        )
+
+    def wait_promoted(self, timeout: float = 90) -> None:
+        try:
+            wait_until(
+                lambda: self.master_port() == self.ports["replica"],
+                "the sentinel to promote the replica",
+                timeout,
+                0.2,
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the sentinel's log:\n{self.log_tail('sentinel')}")
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        log = self.folder / name / "log"
+        return "\n".join(log.read_text().splitlines()[-lines:]) if log.exists() else ""
 
     def _replicating(self) -> bool:
         try:
@@ -143,12 +170,7 @@ def test_worker_and_api_carry_on_when_the_primary_dies(
         assert replicated_redis.client("primary").execute_command("WAIT", 1, 5000) == 1
 
         replicated_redis.kill("primary")
-        wait_until(
-            lambda: replicated_redis.master_port() == replicated_redis.ports["replica"],
-            "the sentinel to promote the replica",
-            60,
-            0.2,
-        )
+        replicated_redis.wait_promoted()
 
         for src, item_id, task_id, digest in running:
             assert_converted_once(item_id, task_id, src, digest, lambda: logs(worker))
