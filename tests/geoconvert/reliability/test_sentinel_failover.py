@@ -95,7 +95,8 @@ class ReplicatedRedis:
                 0.2,
             )
         except AssertionError as exc:
-            raise AssertionError(f"{exc}; the sentinel's log:\n{self.log_tail('sentinel')}")
+            log = self.log_tail("sentinel")
+            raise AssertionError(f"{exc}; the sentinel's log:\n{log}") from None
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         log = self.folder / name / "log"
