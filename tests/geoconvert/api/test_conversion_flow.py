@@ -24,6 +24,7 @@ from tests.geoconvert.api.helpers import (
     upload,
     wait_for_task,
 )
+from tests.geoconvert.reliability.helpers import wait_until
 
 pytestmark = pytest.mark.usefixtures("live_worker")
 
@@ -140,11 +141,13 @@ def test_converts_each_kind_of_raster(api, tmp_path, make, same_pixels):
 
     # The result backend agrees with the API (the admin and Flower read it). Celery records
     # SUCCESS itself when the task returns, just after the conversion's row says so.
-    deadline = time.monotonic() + 30
+    wait_until(
+        lambda: TaskResult.objects.get(task_id=task_id).status == "SUCCESS",
+        "Celery's SUCCESS record",
+        30,
+        0.05,
+    )
     record = TaskResult.objects.get(task_id=task_id)
-    while record.status != "SUCCESS" and time.monotonic() < deadline:
-        time.sleep(0.05)
-        record.refresh_from_db()
     assert record.status == "SUCCESS"
     assert record.task_name == "geoconvert.tasks.convert_to_geo_raster"
 
