@@ -26,6 +26,7 @@ from geoconvert.services.engine import STEP_STAGES, cog_options, georef_from_par
 from geoconvert.services.events import conversion_event_publish
 from geoconvert.services.heartbeat import Heartbeat
 from geoconvert.services.transitions import conversion_transition, mirror_softly
+from geoconvert.signals import conversion_stage_changed
 from tagger.errors import ApplicationError
 from tagger.logs import log_bind
 from tagger.models import GeoRaster, TreeItem, geo_raster_storage_path
@@ -364,20 +365,31 @@ class _Progress:
 
 
 def _set_stage(ctx: RunContext, claim, stage: Stage) -> None:
-    _save_progress(ctx, claim, stage, STAGE_PROGRESS[stage])
+    _save_progress(ctx, claim, stage, STAGE_PROGRESS[stage], new_stage=True)
 
 
-def _save_progress(ctx: RunContext, claim, stage: Stage, progress: int, **fields) -> None:
+def _save_progress(
+    ctx: RunContext, claim, stage: Stage, progress: int, *, new_stage: bool = False, **fields
+) -> None:
     """Save how far the run has got, only while it holds the claim and no cancel is asked;
-    raises _Lost otherwise. `fields`: what else the write carries (the ETA)."""
-    updated = retrying_db(
-        lambda: Conversion.objects.filter(
-            pk=ctx.task_id,
-            claim=claim,
-            state=Conversion.State.PROGRESS,
-            cancel_requested=False,
-        ).update(stage=stage, progress=progress, heartbeat_at=timezone.now(), **fields)
-    )
+    raises _Lost otherwise. `fields`: what else the write carries (the ETA). A `new_stage`
+    is told to the other apps (conversion_stage_changed) in the write's transaction."""
+
+    def write() -> int:
+        with transaction.atomic():
+            updated = Conversion.objects.filter(
+                pk=ctx.task_id,
+                claim=claim,
+                state=Conversion.State.PROGRESS,
+                cancel_requested=False,
+            ).update(stage=stage, progress=progress, heartbeat_at=timezone.now(), **fields)
+            if updated and new_stage:
+                conversion_stage_changed.send(
+                    sender=Conversion, task_id=ctx.task_id, stage=stage, progress=progress
+                )
+        return updated
+
+    updated = retrying_db(write)
     if not updated:
         raise _Lost()
     conversion_event_publish(ctx.task_id)

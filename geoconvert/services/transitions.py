@@ -12,7 +12,8 @@ Each change is one conditional UPDATE (it matches only from the allowed states, 
 the caller requires: the run's claim, the heartbeat it read) and, in the same transaction,
 its mirror in django-celery-results, so the admin and Flower agree with the API: both are
 committed, or neither. Once committed, each change is published to the owner's event stream
-(geoconvert.services.events).
+(geoconvert.services.events); inside the transaction, geoconvert.signals.conversion_changed
+tells the other apps (the webhooks' outbox).
 """
 
 import logging
@@ -26,6 +27,7 @@ from django.db import DatabaseError, transaction
 from geoconvert.models import Conversion, Stage
 from geoconvert.services.events import conversion_event_publish
 from geoconvert.services.metrics import conversion_metrics_record
+from geoconvert.signals import conversion_changed
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ def conversion_create(**fields) -> Conversion:
     conversion = Conversion.objects.create(**fields)
     record_backend_state(conversion.task_id, State.PENDING, stage_meta(Stage.QUEUED, 0))
     conversion_event_publish(conversion.task_id)
+    conversion_changed.send(sender=Conversion, task_id=conversion.task_id, transition="create")
     return conversion
 
 
@@ -81,6 +84,7 @@ def conversion_transition(
                 mirror_softly(task_id, mirror, transition.target, meta)
             conversion_metrics_record(task_id, name, transition.target)
             conversion_event_publish(task_id)
+            conversion_changed.send(sender=Conversion, task_id=task_id, transition=name)
     return updated
 
 
