@@ -14,5 +14,6 @@ conversion_changed = Signal()
 # `progress`.
 conversion_stage_changed = Signal()
 
-# Every member of a batch has finished: `batch_id`.
+# Every member of a batch has finished: `batch_id`, `owner_id`, `summary` (the batch's
+# JSON as the API shows it: id, state, total, counts, progress, timestamps).
 batch_completed = Signal()
