@@ -18,3 +18,12 @@ class GeoconvertConfig(AppConfig):
         post_migrate.connect(
             _register_periodic_tasks, sender=self, dispatch_uid="geoconvert.periodic_tasks"
         )
+        from geoconvert.services import batches, dispatch
+        from geoconvert.signals import conversion_changed
+
+        # Inside each transition's transaction: a batch moves on with its members; once
+        # committed, the dispatcher releases what the change made room for.
+        conversion_changed.connect(batches.on_conversion_changed, dispatch_uid="geoconvert.batches")
+        conversion_changed.connect(
+            dispatch.on_conversion_changed, dispatch_uid="geoconvert.dispatch"
+        )

@@ -28,6 +28,14 @@ PERIODIC_TASKS = {
         every_seconds=60,
         description="Re-queues or fails conversions whose worker stopped sending heartbeats.",
     ),
+    "Release waiting conversions": PeriodicTaskSpec(
+        task="geoconvert.tasks.release_conversions",
+        every_seconds=5,
+        description=(
+            "Sends waiting conversions to the broker as each user's share allows, and "
+            "scheduled ones once their time has come (geoconvert.services.dispatch)."
+        ),
+    ),
     "Remove orphaned files": PeriodicTaskSpec(
         task="geoconvert.tasks.remove_orphaned_files",
         every_seconds=3600,

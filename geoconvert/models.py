@@ -9,6 +9,8 @@ from tagger.models import TreeItem
 class Stage(models.TextChoices):
     """The stage text a conversion reports, in order; see STAGE_PROGRESS."""
 
+    # PENDING until its run_at: geoconvert.services.dispatch sends it then.
+    SCHEDULED = "Scheduled"
     QUEUED = "Waiting in queue"
     STARTING = "Starting conversion"
     LOADING = "Loading file"
@@ -19,6 +21,7 @@ class Stage(models.TextChoices):
 
 
 STAGE_PROGRESS = {
+    Stage.SCHEDULED: 0,
     Stage.QUEUED: 0,
     Stage.STARTING: 0,
     Stage.LOADING: 10,
@@ -27,6 +30,68 @@ STAGE_PROGRESS = {
     Stage.UPDATING: 80,
     Stage.COMPLETE: 100,
 }
+
+
+class Priority(models.IntegerChoices):
+    """A conversion's lane: the dispatcher releases a user's waiting conversions in this
+    order, and the broker delivers them in it (BROKER_PRIORITY)."""
+
+    HIGH = 0, "high"
+    NORMAL = 1, "normal"
+    LOW = 2, "low"
+
+
+# kombu's Redis transport keeps one list per priority step (0, 3, 6, 9) and reads the
+# lowest first.
+BROKER_PRIORITY = {Priority.HIGH: 0, Priority.NORMAL: 3, Priority.LOW: 6}
+
+
+class ConversionBatch(models.Model):
+    """The conversion of a folder's files: its members are ordinary conversions
+    (Conversion.batch), and its counts are one aggregate over them
+    (geoconvert.selectors.batch_summary)."""
+
+    class State(models.TextChoices):
+        PENDING = "PENDING"  # no member has started
+        PROGRESS = "PROGRESS"
+        COMPLETED = "COMPLETED"  # every member has finished (the counts say how)
+        CANCELLED = "CANCELLED"
+
+    FINISHED_STATES = (State.COMPLETED, State.CANCELLED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversion_batches"
+    )
+    # The folder converted; null once it is deleted (the batch's record stays).
+    folder = models.ForeignKey(
+        TreeItem, on_delete=models.SET_NULL, null=True, blank=True, related_name="batches"
+    )
+    recursive = models.BooleanField(default=True)
+    params = models.JSONField(default=dict, blank=True)
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.LOW)
+    run_at = models.DateTimeField(null=True, blank=True)
+    # Members created; files of the folder left out (converted or converting already).
+    total = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    state = models.CharField(
+        max_length=16, choices=State.choices, default=State.PENDING, db_index=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+        verbose_name = "conversion batch"
+        verbose_name_plural = "conversion batches"
+
+    def __str__(self) -> str:
+        return f"batch {self.id} ({self.state})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in self.FINISHED_STATES
 
 
 class Conversion(models.Model):
@@ -67,6 +132,20 @@ class Conversion(models.Model):
     retry_of = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="retries"
     )
+    batch = models.ForeignKey(
+        ConversionBatch,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="conversions",
+    )
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
+    # Not sent before this time (a scheduled conversion); null: as soon as it may.
+    run_at = models.DateTimeField(null=True, blank=True)
+    # When the dispatcher sent its task to the broker; null while it waits in the database
+    # (fair sharing: geoconvert.services.dispatch). Set in the claim that sends it, so a
+    # conversion is sent once.
+    queued_at = models.DateTimeField(null=True, blank=True)
     # Identifies the run that holds the conversion: every write from a run checks it, so a
     # duplicate delivery of the same message can never overwrite another run's work.
     claim = models.UUIDField(null=True, blank=True, editable=False)
@@ -88,7 +167,16 @@ class Conversion(models.Model):
                 name="one_active_conversion_per_item",
             ),
         ]
-        indexes = [models.Index(fields=("owner", "state"))]
+        indexes = [
+            models.Index(fields=("owner", "state")),
+            # What the dispatcher reads: each user's conversions waiting in the database.
+            models.Index(
+                fields=("owner", "priority", "created_at"),
+                condition=models.Q(state="PENDING", queued_at__isnull=True),
+                name="conversion_waiting",
+            ),
+            models.Index(fields=("batch", "state"), name="conversion_batch_state"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.task_id} ({self.state})"

@@ -1,8 +1,8 @@
 import math
 
-from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Subquery, Sum
 
-from geoconvert.models import Conversion, ConversionMetric
+from geoconvert.models import Conversion, ConversionBatch, ConversionMetric, Priority
 from tagger.errors import NotFound
 from tagger.models import TreeItem
 from tagger.selectors import as_uuid
@@ -14,6 +14,54 @@ def conversion_list(*, user, state: str | None = None) -> QuerySet[Conversion]:
     if state:
         conversions = conversions.filter(state=state)
     return conversions
+
+
+def batch_list(*, user) -> QuerySet[ConversionBatch]:
+    """The caller's own batches, newest first."""
+    return ConversionBatch.objects.filter(owner=user)
+
+
+def batch_get(*, user, batch_id) -> ConversionBatch:
+    """One of the caller's batches; a foreign or unknown id is the same 404."""
+    batch_uuid = as_uuid(batch_id)
+    batch = batch_uuid and batch_list(user=user).filter(pk=batch_uuid).first()
+    if not batch:
+        raise NotFound("Batch not found.")
+    return batch
+
+
+def batch_members(*, batch: ConversionBatch) -> QuerySet[Conversion]:
+    """The batch's members as they stand: each file's latest attempt (a retried member
+    counts once, as its retry)."""
+    return Conversion.objects.filter(batch=batch, retries__isnull=True)
+
+
+def batch_summary(*, batch: ConversionBatch) -> dict:
+    """The batch as the API shows it: its counts and progress from one aggregate query over
+    its members (never a scan of task results)."""
+    State = Conversion.State
+    counts = batch_members(batch=batch).aggregate(
+        **{state: Count("pk", filter=Q(state=state)) for state in State.values},
+        running_progress=Sum("progress", filter=Q(state__in=Conversion.ACTIVE_STATES)),
+    )
+    running = counts.pop("running_progress") or 0
+    members = sum(counts.values())
+    finished = sum(counts[state] for state in Conversion.FINISHED_STATES)
+    progress = 100 if members == 0 else math.floor((finished * 100 + running) / members)
+    return {
+        "batch_id": str(batch.pk),
+        "folder_id": str(batch.folder_id) if batch.folder_id else None,
+        "state": batch.state,
+        "priority": Priority(batch.priority).label,
+        "run_at": batch.run_at.isoformat() if batch.run_at else None,
+        "total": batch.total,
+        "skipped": batch.skipped,
+        "counts": counts,
+        "progress": progress,
+        "created_at": batch.created_at.isoformat(),
+        "started_at": batch.started_at.isoformat() if batch.started_at else None,
+        "finished_at": batch.finished_at.isoformat() if batch.finished_at else None,
+    }
 
 
 def conversion_log_fields(*, task_id) -> dict:

@@ -7,7 +7,9 @@ The conversion app imports none of its receivers; they connect in their own AppC
 from django.dispatch import Signal
 
 # A conversion changed state: `task_id`, `transition` (a name of
-# geoconvert.services.transitions.TRANSITIONS, or "create").
+# geoconvert.services.transitions.TRANSITIONS, or "create"), and `bulk` True when it is one
+# of many changed together (a batch's waiting members cancelled): a receiver that acts once
+# per change rather than per conversion (the dispatcher) skips those.
 conversion_changed = Signal()
 
 # A running conversion entered a new stage: `task_id`, `stage` (a geoconvert.models.Stage),

@@ -7,8 +7,10 @@ from celery.exceptions import Ignore
 from kombu.exceptions import OperationalError as BrokerError
 
 from geoconvert.selectors import conversion_log_fields
+from geoconvert.services.batches import batches_complete_finished
 from geoconvert.services.db import TRANSIENT_DB_ERRORS
 from geoconvert.services.describe import geo_raster_describe
+from geoconvert.services.dispatch import conversions_release
 from geoconvert.services.housekeeping import conversion_reap_stale, orphan_files_remove
 from geoconvert.services.metrics import conversion_stage_seconds_record
 from geoconvert.services.run import ConversionStopped, RunContext, conversion_run
@@ -66,6 +68,15 @@ def convert_to_geo_raster(self, task_id: str) -> dict:
 def reap_stale_conversions() -> dict:
     """Re-queue or fail conversions whose worker went silent (run by beat)."""
     return conversion_reap_stale().as_dict()
+
+
+@shared_task(name="geoconvert.tasks.release_conversions")
+def release_conversions() -> dict:
+    """Send waiting and due scheduled conversions to the broker as each user's share allows,
+    and complete batches whose members have all ended (run by beat every few seconds)."""
+    summary = conversions_release().as_dict()
+    summary["batches_completed"] = batches_complete_finished()
+    return summary
 
 
 @shared_task(name="geoconvert.tasks.remove_orphaned_files")

@@ -33,6 +33,24 @@ def item_subtree_ids(*, item: TreeItem) -> list:
     return ids
 
 
+def folder_files(*, folder: TreeItem, recursive: bool = True) -> list[dict]:
+    """`pk` and `object_type` of the items under `folder` (its children; with `recursive`
+    its whole subtree), folder by folder: one query per level of the tree."""
+    rows, frontier = [], [folder.pk]
+    while frontier:
+        level = []
+        for start in range(0, len(frontier), 500):
+            level.extend(
+                TreeItem.objects.filter(parent_id__in=frontier[start : start + 500])
+                .order_by("name")
+                .values("pk", "object_type")
+            )
+        rows.extend(level)
+        folders = [row["pk"] for row in level if row["object_type"] == TreeItem.ObjectType.FOLDER]
+        frontier = folders if recursive else []
+    return rows
+
+
 def as_uuid(value) -> uuid.UUID | None:
     """The UUID in `value`, or None when it is not one (such ids simply match nothing)."""
     if isinstance(value, uuid.UUID):

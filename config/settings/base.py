@@ -214,7 +214,9 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 # Conversions one user may request per period (429 beyond it), e.g. "60/min", "1000/day".
-GEOCONVERT_CONVERT_RATE = env("GEOCONVERT_CONVERT_RATE", default="60/min")
+# Fair sharing (geoconvert/services/dispatch.py), not this rate, protects the workers: it
+# only has to stop a runaway client, and lets a scripted loop over a few hundred files pass.
+GEOCONVERT_CONVERT_RATE = env("GEOCONVERT_CONVERT_RATE", default="600/min")
 SPECTACULAR_SETTINGS = {
     "TITLE": "tagger API",
     "DESCRIPTION": (
@@ -259,6 +261,7 @@ CELERY_TASK_QUEUES = tuple(
 CELERY_TASK_ROUTES = {
     "geoconvert.tasks.convert_to_geo_raster": {"queue": CONVERSION_QUEUE},
     "geoconvert.tasks.reap_stale_conversions": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "geoconvert.tasks.release_conversions": {"queue": CELERY_TASK_DEFAULT_QUEUE},
     # Memory-bounded and seconds long: beside housekeeping, not behind a queue of conversions.
     "geoconvert.tasks.describe_geo_raster": {"queue": CELERY_TASK_DEFAULT_QUEUE},
     "geoconvert.tasks.remove_orphaned_files": {"queue": CELERY_TASK_DEFAULT_QUEUE},
@@ -373,6 +376,11 @@ GEOCONVERT |= {
     "ORPHAN_MIN_AGE_SECONDS": env.int(
         "GEOCONVERT_ORPHAN_MIN_AGE_SECONDS", default=max(6 * 3600, CELERY_TASK_TIME_LIMIT + 600)
     ),
+    # Fair sharing: at most this many of one user's conversions are in the broker at once;
+    # the rest wait in the database and are released across users in turn.
+    "USER_MAX_QUEUED": env.int("GEOCONVERT_USER_MAX_QUEUED", default=4),
+    # How far ahead a conversion may be scheduled (`run_at`).
+    "MAX_SCHEDULE_DAYS": env.int("GEOCONVERT_MAX_SCHEDULE_DAYS", default=30),
 }
 
 # LOGGING

@@ -5,30 +5,22 @@ the state changes themselves go through geoconvert.services.transitions.
 """
 
 import logging
+from datetime import timedelta
 from functools import partial
 
-from celery import current_app
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from kombu.exceptions import OperationalError as BrokerError
 
 from geoconvert import raster
-from geoconvert.models import Conversion
+from geoconvert.models import Conversion, ConversionBatch, Priority, Stage
+from geoconvert.services.dispatch import conversion_submitted
 from geoconvert.services.engine import georef_from_params
-from geoconvert.services.transitions import (
-    DESCRIBE_TASK_NAME,
-    TASK_NAME,
-    conversion_create,
-    conversion_transition,
-)
-from tagger.errors import ApplicationError, Conflict, ServiceUnavailable
+from geoconvert.services.transitions import conversion_create, conversion_transition
+from tagger.errors import ApplicationError, Conflict
 from tagger.models import TreeItem
 
 logger = logging.getLogger(__name__)
-
-QUEUE_UNAVAILABLE = (
-    "The task queue is unavailable, so the conversion was not started. Try again shortly."
-)
 
 
 def conversion_start(
@@ -37,22 +29,23 @@ def conversion_start(
     target_crs: str | None = None,
     crs: str | None = None,
     bounds: list[float] | None = None,
+    priority: int = Priority.NORMAL,
+    run_at=None,
     retry_of: Conversion | None = None,
+    batch: ConversionBatch | None = None,
 ) -> tuple[Conversion, bool]:
     """Queue a conversion of `item`, or return the one already queued or running.
 
-    Returns (conversion, created). The task is sent once the transaction commits; if the
-    broker cannot take it, the conversion is marked FAILURE and ServiceUnavailable raised,
-    so nothing is left PENDING that no worker will ever see.
+    Returns (conversion, created). Once the transaction commits, the dispatcher sends it to
+    the broker if its owner's share has room (geoconvert.services.dispatch), or it waits in
+    the database; a `run_at` in the future holds it until then. If the broker cannot take
+    it, the conversion is marked FAILURE and ServiceUnavailable raised, so nothing is left
+    PENDING that no worker will ever see.
     """
     if item.is_folder:
         raise ApplicationError("A folder cannot be converted; choose a file.", code="not_a_file")
-    params = {
-        k: v
-        for k, v in {"target_crs": target_crs, "crs": crs, "bounds": bounds}.items()
-        if v is not None
-    }
-    _check_request(params)
+    params = conversion_params(target_crs=target_crs, crs=crs, bounds=bounds)
+    run_at = run_at_check(run_at)
     with transaction.atomic():
         # The row lock serialises concurrent requests for the same item (PostgreSQL); the
         # partial unique constraint is the guard on every database.
@@ -71,12 +64,46 @@ def conversion_start(
         if active is not None:
             return active, False
         conversion = conversion_create(
-            item=item, owner_id=item.owner_id, params=params, retry_of=retry_of
+            item=item,
+            owner_id=item.owner_id,
+            params=params,
+            retry_of=retry_of,
+            batch=batch,
+            priority=priority,
+            run_at=run_at,
+            stage=Stage.SCHEDULED if run_at else Stage.QUEUED,
         )
-        # Sent only once the row is committed, so a worker never receives a task id it cannot
-        # find. A broker failure raised here reaches the caller after the commit.
-        transaction.on_commit(partial(conversion_dispatch, conversion))
+        # Released only once the row is committed, so a worker never receives a task id it
+        # cannot find. A broker failure raised here reaches the caller after the commit.
+        transaction.on_commit(partial(conversion_submitted, conversion))
     return conversion, True
+
+
+def conversion_params(**requested) -> dict:
+    """What a request asks of the engine (checked), as a conversion's `params`."""
+    params = {k: v for k, v in requested.items() if v is not None}
+    _check_request(params)
+    return params
+
+
+def run_at_check(run_at):
+    """`run_at` if it may be scheduled: None for a time already past (as soon as it may),
+    an error beyond GEOCONVERT["MAX_SCHEDULE_DAYS"]."""
+    if run_at is None:
+        return None
+    if timezone.is_naive(run_at):
+        raise ApplicationError(
+            "'run_at' needs a time zone, e.g. 2026-12-24T18:00:00Z.", code="invalid_run_at"
+        )
+    now = timezone.now()
+    days = settings.GEOCONVERT["MAX_SCHEDULE_DAYS"]
+    if run_at > now + timedelta(days=days):
+        raise ApplicationError(
+            f"'run_at' may be at most {days} days ahead.",
+            code="invalid_run_at",
+            extra={"max_run_at": (now + timedelta(days=days)).isoformat()},
+        )
+    return run_at if run_at > now else None
 
 
 def _check_request(params: dict) -> None:
@@ -88,27 +115,6 @@ def _check_request(params: dict) -> None:
             raster.check_request(**request)
         except raster.RasterError as exc:
             raise ApplicationError(str(exc), code=code) from None
-
-
-def conversion_dispatch(conversion: Conversion) -> None:
-    """Send the conversion's task to the broker (by name: the services never import the
-    task module). If the broker cannot take it, the conversion ends FAILURE."""
-    try:
-        current_app.send_task(
-            TASK_NAME,
-            args=[str(conversion.task_id)],
-            task_id=str(conversion.task_id),
-            # Celery sends this when the conversion's task returns (SUCCESS) only.
-            link=current_app.signature(
-                DESCRIBE_TASK_NAME, args=[str(conversion.item_id)], immutable=True
-            ),
-        )
-    except (BrokerError, OSError) as exc:
-        logger.warning("Could not queue conversion %s: %s", conversion.task_id, exc)
-        conversion_transition(
-            conversion.task_id, "fail", error=QUEUE_UNAVAILABLE, finished_at=timezone.now()
-        )
-        raise ServiceUnavailable(QUEUE_UNAVAILABLE, code="queue_unavailable") from exc
 
 
 def conversion_cancel(*, conversion: Conversion) -> Conversion:
@@ -147,7 +153,13 @@ def conversion_retry(*, conversion: Conversion) -> Conversion:
             code="not_retryable",
             extra={"task_id": str(conversion.task_id), "state": conversion.state},
         )
-    new, created = conversion_start(item=conversion.item, retry_of=conversion, **conversion.params)
+    new, created = conversion_start(
+        item=conversion.item,
+        retry_of=conversion,
+        batch=conversion.batch,
+        priority=conversion.priority,
+        **conversion.params,
+    )
     if not created:
         raise Conflict(
             "A conversion of this item is already queued or running.",

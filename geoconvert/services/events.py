@@ -141,20 +141,26 @@ class _Publisher:
             return self._client
 
     def publish(self, owner_id, data: dict) -> str | None:
-        if time.monotonic() < self._paused_until:
+        entries = self.publish_many([(owner_id, data)])
+        return entries[0] if entries else None
+
+    def publish_many(self, events: list[tuple]) -> list[str] | None:
+        """Append (owner id, data) events in one round trip; their entry ids, or None."""
+        if time.monotonic() < self._paused_until or not events:
             return None
-        key = stream_key(owner_id)
         try:
-            # One round trip: the entry, and the stream's expiry pushed back.
+            # One round trip: the entries, and each stream's expiry pushed back.
             pipe = self.client().pipeline(transaction=False)
-            pipe.xadd(
-                key,
-                {"data": json.dumps(data, cls=DjangoJSONEncoder)},
-                maxlen=STREAM_MAXLEN,
-                approximate=True,
-            )
-            pipe.expire(key, STREAM_TTL_SECONDS)
-            entry, _ = pipe.execute()
+            for owner_id, data in events:
+                pipe.xadd(
+                    stream_key(owner_id),
+                    {"data": json.dumps(data, cls=DjangoJSONEncoder)},
+                    maxlen=STREAM_MAXLEN,
+                    approximate=True,
+                )
+            for owner_id in {owner_id for owner_id, _ in events}:
+                pipe.expire(stream_key(owner_id), STREAM_TTL_SECONDS)
+            replies = pipe.execute()
         except redis.RedisError as exc:
             self._paused_until = time.monotonic() + PAUSE_SECONDS
             logger.warning(
@@ -165,7 +171,7 @@ class _Publisher:
             )
             return None
         self._paused_until = 0.0
-        return _text(entry)
+        return [_text(entry) for entry in replies[: len(events)]]
 
 
 _publisher = _Publisher()
@@ -175,6 +181,26 @@ def conversion_event_publish(task_id) -> None:
     """Once the caller's transaction commits (at once outside one), append the conversion's
     current state to its owner's stream."""
     transaction.on_commit(lambda: _publish_now(task_id), robust=True)
+
+
+def conversion_events_publish(task_ids: list) -> None:
+    """conversion_event_publish for many conversions (a batch's members), in pipelined
+    round trips of PUBLISH_CHUNK."""
+    if task_ids:
+        transaction.on_commit(lambda: _publish_many_now(list(task_ids)), robust=True)
+
+
+PUBLISH_CHUNK = 500
+
+
+def _publish_many_now(task_ids: list) -> None:
+    for start in range(0, len(task_ids), PUBLISH_CHUNK):
+        rows = Conversion.objects.filter(pk__in=task_ids[start : start + PUBLISH_CHUNK]).values(
+            *FIELDS, "owner_id"
+        )
+        events = [(row.pop("owner_id"), row) for row in rows]
+        if _publisher.publish_many(events) is None and events:
+            return  # Redis is down: readers catch up from the database
 
 
 def _publish_now(task_id) -> None:

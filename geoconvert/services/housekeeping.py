@@ -5,19 +5,15 @@ The schedule itself is in geoconvert.beat."""
 import logging
 import shutil
 from dataclasses import asdict, dataclass
-from functools import partial
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from geoconvert.models import Conversion, Stage
-from geoconvert.services.conversions import conversion_dispatch
 from geoconvert.services.run import stale_before
 from geoconvert.services.transitions import conversion_transition
-from tagger.errors import ServiceUnavailable
 from tagger.models import TreeItem
 from tagger.storage import item_dirs, item_id_of
 
@@ -84,6 +80,9 @@ def _reap(conversion: Conversion, now) -> str | None:
         stage=Stage.QUEUED,
         progress=0,
         heartbeat_at=None,
+        # Waits in the database again, first in its lane: the dispatcher sends it (at once
+        # if its owner's share has room: the requeue's on-commit release).
+        queued_at=None,
     )
     if not requeued:
         return None
@@ -94,11 +93,6 @@ def _reap(conversion: Conversion, now) -> str | None:
         conversion.attempts,
         max_attempts,
     )
-    try:
-        # At once when called outside a transaction, as the periodic task does.
-        transaction.on_commit(partial(conversion_dispatch, conversion))
-    except ServiceUnavailable:  # the dispatch marked it FAILURE
-        return "failed"
     return "requeued"
 
 

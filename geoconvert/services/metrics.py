@@ -78,6 +78,13 @@ def _record_transition(task_id, transition: str, state: str) -> None:
             _observe("output_bytes", "", output)
 
 
+def conversions_unstarted_end_record(state: str, count: int) -> None:
+    """`count` conversions that never started ended in `state` at once (a bulk transition:
+    a batch's waiting members cancelled): counted as `count` single ends would be."""
+    if count:
+        _softly(_add, TOTAL, state, "", count)
+
+
 def conversion_stage_seconds_record(seconds: dict[str, float]) -> None:
     """A run's seconds per stage (geoconvert.services.stages.StageClock)."""
     if seconds:

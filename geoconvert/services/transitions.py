@@ -23,10 +23,15 @@ from typing import NamedTuple
 
 from celery import current_app
 from django.db import DatabaseError, transaction
+from django.utils import timezone
+from django_celery_results.models import TaskResult
 
-from geoconvert.models import Conversion, Stage
-from geoconvert.services.events import conversion_event_publish
-from geoconvert.services.metrics import conversion_metrics_record
+from geoconvert.models import Conversion
+from geoconvert.services.events import conversion_event_publish, conversion_events_publish
+from geoconvert.services.metrics import (
+    conversion_metrics_record,
+    conversions_unstarted_end_record,
+)
 from geoconvert.signals import conversion_changed
 
 logger = logging.getLogger(__name__)
@@ -59,9 +64,11 @@ Mirror = Callable[[str, dict], None]
 def conversion_create(**fields) -> Conversion:
     """The new conversion, PENDING, and its mirror (inside the caller's transaction)."""
     conversion = Conversion.objects.create(**fields)
-    record_backend_state(conversion.task_id, State.PENDING, stage_meta(Stage.QUEUED, 0))
+    record_backend_state(conversion.task_id, State.PENDING, stage_meta(conversion.stage, 0))
     conversion_event_publish(conversion.task_id)
-    conversion_changed.send(sender=Conversion, task_id=conversion.task_id, transition="create")
+    conversion_changed.send(
+        sender=Conversion, task_id=conversion.task_id, transition="create", bulk=False
+    )
     return conversion
 
 
@@ -84,8 +91,52 @@ def conversion_transition(
                 mirror_softly(task_id, mirror, transition.target, meta)
             conversion_metrics_record(task_id, name, transition.target)
             conversion_event_publish(task_id)
-            conversion_changed.send(sender=Conversion, task_id=task_id, transition=name)
+            conversion_changed.send(sender=Conversion, task_id=task_id, transition=name, bulk=False)
     return updated
+
+
+def conversions_cancel_waiting(task_ids: list) -> list:
+    """The cancel transition for many conversions still PENDING at once (a batch's waiting
+    members): one UPDATE, their mirrors and counts in bulk, each one's event and signal.
+    Returns the ids cancelled (those no longer PENDING are left as they are)."""
+    now = timezone.now()
+    cancelled = []
+    with transaction.atomic():
+        for start in range(0, len(task_ids), 500):
+            chunk = list(
+                Conversion.objects.select_for_update()
+                .filter(pk__in=task_ids[start : start + 500], state=State.PENDING)
+                .values_list("pk", flat=True)
+            )
+            if not chunk:
+                continue
+            Conversion.objects.filter(pk__in=chunk, state=State.PENDING).update(
+                state=State.CANCELLED, cancel_requested=True, finished_at=now
+            )
+            cancelled.extend(chunk)
+        _mirror_bulk(cancelled, State.CANCELLED)
+        conversions_unstarted_end_record(State.CANCELLED, len(cancelled))
+        conversion_events_publish(cancelled)
+        for task_id in cancelled:
+            conversion_changed.send(
+                sender=Conversion, task_id=task_id, transition="cancel", bulk=True
+            )
+    return cancelled
+
+
+def _mirror_bulk(task_ids: list, state: str) -> None:
+    """The mirrors of conversions that ended in `state` before they started: copies of the
+    first one's row, as the backend itself wrote it."""
+    if not task_ids:
+        return
+    first = task_ids[0]
+    stage, progress = Conversion.objects.values_list("stage", "progress").get(pk=first)
+    record_backend_state(first, state, stage_meta(stage, progress))
+    template = TaskResult.objects.get(task_id=str(first))
+    for start in range(1, len(task_ids), 500):
+        TaskResult.objects.filter(
+            task_id__in=[str(pk) for pk in task_ids[start : start + 500]]
+        ).update(status=template.status, result=template.result, date_done=template.date_done)
 
 
 def _meta(task_id, state: str, fields: dict) -> dict:
@@ -118,6 +169,30 @@ def record_backend_state(task_id, state: str, meta: dict) -> None:
     """Mirror a state into django-celery-results, so the admin and Flower agree with the API."""
     request = _BackendRequest(task=TASK_NAME, args=[str(task_id)], kwargs={})
     current_app.backend.store_result(str(task_id), meta, state, request=request)
+
+
+def record_backend_states_bulk(task_ids: list, state: str, meta: dict) -> None:
+    """record_backend_state for many new conversions at once (a batch's members): the first
+    is stored by the backend itself, the rest are copies of its row made in bulk."""
+    if not task_ids:
+        return
+    first = str(task_ids[0])
+    record_backend_state(first, state, meta)
+    template = TaskResult.objects.get(task_id=first)
+    copies = []
+    for task_id in task_ids[1:]:
+        task_id = str(task_id)
+        copy = TaskResult(
+            **{
+                f.attname: getattr(template, f.attname)
+                for f in TaskResult._meta.concrete_fields
+                if not f.primary_key
+            }
+        )
+        copy.task_id = task_id
+        copy.task_args = (template.task_args or "").replace(first, task_id)
+        copies.append(copy)
+    TaskResult.objects.bulk_create(copies, batch_size=500)
 
 
 @dataclass

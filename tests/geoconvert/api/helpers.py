@@ -90,7 +90,8 @@ def convert_in_process(owner, path: Path, *, name: str | None = None, describe: 
 
 def broker_dispatches(callbacks) -> list:
     """Of the on-commit callbacks captured (django_capture_on_commit_callbacks), those that
-    send a conversion to the broker (not the event publishes)."""
-    from geoconvert.services.conversions import conversion_dispatch
+    run the dispatcher, which sends conversions to the broker (not the event publishes)."""
+    from geoconvert.services import dispatch
 
-    return [c for c in callbacks if getattr(c, "func", None) is conversion_dispatch]
+    releases = (dispatch.conversion_submitted, dispatch.conversions_release_softly)
+    return [c for c in callbacks if getattr(c, "func", c) in releases]

@@ -62,8 +62,10 @@ def test_reaper_requeues_silent_conversions_with_attempts_left(
         summary = conversion_reap_stale()
 
     assert summary.as_dict() == {"requeued": [str(silent.task_id)], "failed": [], "cancelled": []}
-    assert len(broker_dispatches(dispatches)) == 1  # the same task id, sent again once committed
+    # It waits in the database again, and the dispatcher runs once the requeue commits.
+    assert len(broker_dispatches(dispatches)) == 1
     silent.refresh_from_db(), alive.refresh_from_db()
+    assert silent.queued_at is None
     assert (silent.state, silent.stage, silent.progress, silent.claim) == (
         "PENDING",
         "Waiting in queue",
