@@ -4,6 +4,7 @@ from rest_framework.routers import DefaultRouter
 from geoconvert.api.events import EventLinkView, EventsView, TaskEventsView
 from geoconvert.api.maps import RetinaTileView, ThumbnailView, TileJSONView, TileView
 from geoconvert.api.views import (
+    BatchViewSet,
     ConvertItemView,
     HealthView,
     ItemConversionStatusView,
@@ -26,6 +27,7 @@ class OptionalSlashRouter(DefaultRouter):
 router = OptionalSlashRouter()
 router.register("tree-items", TreeItemViewSet, basename="tree-item")
 router.register("tasks", TaskViewSet, basename="task")
+router.register("batches", BatchViewSet, basename="batch")
 
 app_name = "api"
 urlpatterns = [

@@ -1,8 +1,23 @@
 from django.utils import timezone
 from rest_framework import serializers
 
-from geoconvert.models import Conversion
+from geoconvert.models import Conversion, ConversionBatch, Priority
 from tagger import links
+
+PRIORITIES = {priority.label: priority.value for priority in Priority}
+
+
+class PriorityField(serializers.ChoiceField):
+    """A lane by name ("high", "normal", "low"), stored as Priority's number."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=list(PRIORITIES), **kwargs)
+
+    def to_internal_value(self, data):
+        return PRIORITIES[super().to_internal_value(data)]
+
+    def to_representation(self, value):
+        return Priority(value).label
 
 
 class ConvertInput(serializers.Serializer):
@@ -10,6 +25,18 @@ class ConvertInput(serializers.Serializer):
     crs = serializers.CharField(required=False, max_length=2000)
     bounds = serializers.ListField(
         child=serializers.FloatField(), min_length=4, max_length=4, required=False
+    )
+    priority = PriorityField(
+        required=False, help_text='Default "normal" for a file, "low" for a folder\'s files.'
+    )
+    run_at = serializers.DateTimeField(
+        required=False,
+        help_text="Not before this time (ISO 8601 with a time zone, at most 30 days ahead).",
+    )
+    recursive = serializers.BooleanField(
+        required=False,
+        default=True,
+        help_text="A folder: its whole subtree (default), or its own files only.",
     )
 
     def validate(self, attrs):
@@ -38,6 +65,49 @@ class _TaskAnswerOutput(serializers.Serializer):
 class ConvertAcceptedOutput(_TaskAnswerOutput):
     STATUS = "STARTED"
     MESSAGE = "Geo-raster conversion started in background"
+
+
+class BatchAcceptedOutput(serializers.Serializer):
+    batch_id = serializers.UUIDField(source="id")
+    status = serializers.SerializerMethodField()
+    message = serializers.SerializerMethodField()
+    total = serializers.IntegerField(help_text="Files to convert: the batch's members.")
+    skipped = serializers.IntegerField(help_text="Files left out: converted or converting.")
+
+    def get_status(self, batch) -> str:
+        return "STARTED"
+
+    def get_message(self, batch) -> str:
+        return f"Conversion of {batch.total} files started in background"
+
+
+class BatchCountsOutput(serializers.Serializer):
+    PENDING = serializers.IntegerField()
+    PROGRESS = serializers.IntegerField()
+    SUCCESS = serializers.IntegerField()
+    FAILURE = serializers.IntegerField()
+    CANCELLED = serializers.IntegerField()
+
+
+class BatchOutput(serializers.Serializer):
+    """For the schema: the views answer geoconvert.selectors.batch_summary as it is."""
+
+    batch_id = serializers.UUIDField()
+    folder_id = serializers.UUIDField(allow_null=True)
+    state = serializers.ChoiceField(choices=ConversionBatch.State.choices)
+    priority = serializers.ChoiceField(choices=list(PRIORITIES))
+    run_at = serializers.DateTimeField(allow_null=True)
+    total = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    counts = BatchCountsOutput(help_text="Members by state (each file's latest attempt).")
+    progress = serializers.IntegerField(help_text="0..100 over all members.")
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class BatchRetryOutput(BatchOutput):
+    retried = serializers.IntegerField(help_text="Failed members started again.")
 
 
 ITEM_STATUS = {
@@ -114,14 +184,26 @@ class TaskStatusOutput(serializers.ModelSerializer):
             return None
         return max(0, round((conversion.eta_at - timezone.now()).total_seconds()))
 
+    def to_representation(self, conversion):
+        body = super().to_representation(conversion)
+        if conversion.run_at is not None:  # a scheduled conversion says when it will run
+            body["run_at"] = serializers.DateTimeField().to_representation(conversion.run_at)
+        return body
+
 
 class TaskListOutput(TaskStatusOutput):
     item_id = serializers.UUIDField()
+    batch_id = serializers.UUIDField(allow_null=True)
+    priority = PriorityField()
+    run_at = serializers.DateTimeField(allow_null=True)
 
     class Meta(TaskStatusOutput.Meta):
         fields = (
             *TaskStatusOutput.Meta.fields,
             "item_id",
+            "batch_id",
+            "priority",
+            "run_at",
             "attempts",
             "cancel_requested",
             "created_at",

@@ -1,4 +1,4 @@
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
@@ -8,6 +8,9 @@ from rest_framework.views import APIView
 from geoconvert import health, selectors
 from geoconvert.api.filters import TaskFilter
 from geoconvert.api.serializers import (
+    BatchAcceptedOutput,
+    BatchOutput,
+    BatchRetryOutput,
     CancelOutput,
     ConvertAcceptedOutput,
     ConvertInput,
@@ -17,7 +20,8 @@ from geoconvert.api.serializers import (
     TaskStatusOutput,
 )
 from geoconvert.api.throttles import ConvertRateThrottle
-from geoconvert.services import conversions
+from geoconvert.models import Priority
+from geoconvert.services import batches, conversions
 from tagger.api.schema import ErrorOutput
 from tagger.selectors import item_get
 
@@ -27,8 +31,16 @@ class ConvertItemView(APIView):
 
     @extend_schema(
         request=ConvertInput,
+        description=(
+            "A file: one conversion. A folder: a batch converting each file of its subtree "
+            "that is neither converted nor converting (answered with its batch_id)."
+        ),
         responses={
-            202: ConvertAcceptedOutput,
+            202: PolymorphicProxySerializer(
+                "ConvertAccepted",
+                serializers=[ConvertAcceptedOutput, BatchAcceptedOutput],
+                resource_type_field_name=None,
+            ),
             409: OpenApiResponse(ErrorOutput, description="Already converted."),
             503: OpenApiResponse(ErrorOutput, description="The task queue is unavailable."),
         },
@@ -37,10 +49,61 @@ class ConvertItemView(APIView):
         item = item_get(user=request.user, item_id=item_id)
         serializer = ConvertInput(data=request.data)
         serializer.is_valid(raise_exception=True)
-        conversion, created = conversions.conversion_start(item=item, **serializer.validated_data)
+        data = serializer.validated_data
+        recursive = data.pop("recursive")
+        if item.is_folder:
+            data.setdefault("priority", Priority.LOW)
+            batch = batches.batch_start(folder=item, recursive=recursive, **data)
+            ConvertRateThrottle.count_started(request, self)
+            return Response(BatchAcceptedOutput(batch).data, status=status.HTTP_202_ACCEPTED)
+        conversion, created = conversions.conversion_start(item=item, **data)
         if created:
             ConvertRateThrottle.count_started(request, self)
         return Response(ConvertAcceptedOutput(conversion).data, status=status.HTTP_202_ACCEPTED)
+
+
+class BatchViewSet(viewsets.GenericViewSet):
+    """The caller's folder batches."""
+
+    serializer_class = BatchOutput
+
+    def get_queryset(self):
+        return selectors.batch_list(user=self.request.user)
+
+    def list(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response([selectors.batch_summary(batch=batch) for batch in page])
+
+    @extend_schema(responses=BatchOutput)
+    def retrieve(self, request, pk=None):
+        batch = selectors.batch_get(user=request.user, batch_id=pk)
+        return Response(selectors.batch_summary(batch=batch))
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: BatchOutput,
+            409: OpenApiResponse(ErrorOutput, description="The batch has already finished."),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        batch = selectors.batch_get(user=request.user, batch_id=pk)
+        batch = batches.batch_cancel(batch=batch)
+        return Response(selectors.batch_summary(batch=batch))
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: BatchRetryOutput,
+            409: OpenApiResponse(ErrorOutput, description="The batch was cancelled."),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        batch = selectors.batch_get(user=request.user, batch_id=pk)
+        batch, retried = batches.batch_retry(batch=batch)
+        return Response({**selectors.batch_summary(batch=batch), "retried": retried})
 
 
 class ItemConversionStatusView(APIView):

@@ -58,6 +58,11 @@ def batch_start(
     params = conversion_params(target_crs=target_crs, crs=crs, bounds=bounds)
     run_at = run_at_check(run_at)
     files = folder_files(folder=folder, recursive=recursive)
+    if not any(row["object_type"] != TreeItem.ObjectType.FOLDER for row in files):
+        where = "its subtree" if recursive else "it"
+        raise ApplicationError(
+            f"The folder holds no files to convert ({where} has none).", code="empty_folder"
+        )
     with transaction.atomic():
         batch = ConversionBatch.objects.create(
             owner_id=folder.owner_id,

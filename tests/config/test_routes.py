@@ -8,6 +8,7 @@ import pytest
 from django.core.files.base import ContentFile
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from geoconvert.services.batches import batch_start
 from geoconvert.services.conversions import conversion_start
 from tagger.services import item_create
 
@@ -53,18 +54,22 @@ def _url(path: str, values: dict) -> str:
 
 @pytest.fixture
 def owned(user):
-    """A file with a queued conversion, owned by `user`."""
+    """A file with a queued conversion and a folder batch, owned by `user`."""
     item = item_create(owner=user, name="a.tif", file=ContentFile(b"x" * 10))
     conversion, _ = conversion_start(item=item)
-    return item, conversion
+    folder = item_create(owner=user, name="maps")
+    item_create(owner=user, name="b.tif", parent=folder, file=ContentFile(b"x" * 10))
+    batch = batch_start(folder=folder)
+    return item, conversion, batch
 
 
-def _values_for(path: str, item_id, task_id) -> dict:
-    return {
-        "pk": task_id if path.startswith("api/v1/tasks") else item_id,
-        "item_id": item_id,
-        **{"z": 0, "x": 0, "y": 0},
-    }
+def _values_for(path: str, item_id, task_id, batch_id) -> dict:
+    pk = item_id
+    if path.startswith("api/v1/tasks"):
+        pk = task_id
+    elif path.startswith("api/v1/batches"):
+        pk = batch_id
+    return {"pk": pk, "item_id": item_id, **{"z": 0, "x": 0, "y": 0}}
 
 
 def test_the_walk_finds_the_known_routes():
@@ -83,17 +88,21 @@ def test_the_walk_finds_the_known_routes():
         "api:task-list",
         "api:task-status",
         "api:task-cancel",
+        "api:batch-list",
+        "api:batch-detail",
+        "api:batch-cancel",
+        "api:batch-retry",
         "api:token",
         "schema",
     } <= names
 
 
 def test_every_route_refuses_anonymous_callers(anon_api, owned):
-    item, conversion = owned
+    item, conversion, batch = owned
     for name, path, methods in api_routes():
         if name in PUBLIC:
             continue
-        url = _url(path, _values_for(path, item.pk, conversion.task_id))
+        url = _url(path, _values_for(path, item.pk, conversion.task_id, batch.pk))
         for method in methods:
             response = getattr(anon_api, method)(url, {}, format="json")
             assert response.status_code == 401, (method, url, response.status_code)
@@ -102,11 +111,11 @@ def test_every_route_refuses_anonymous_callers(anon_api, owned):
 
 @pytest.mark.parametrize("whose", ["foreign", "missing", "malformed"])
 def test_every_object_route_hides_what_is_not_yours(other_api, owned, whose):
-    item, conversion = owned
+    item, conversion, batch = owned
     ids = {
-        "foreign": (item.pk, conversion.task_id),
-        "missing": (uuid.uuid4(), uuid.uuid4()),
-        "malformed": ("not-a-uuid", "42"),
+        "foreign": (item.pk, conversion.task_id, batch.pk),
+        "missing": (uuid.uuid4(), uuid.uuid4(), uuid.uuid4()),
+        "malformed": ("not-a-uuid", "42", "x"),
     }[whose]
     checked = 0
     for name, path, methods in api_routes():
@@ -118,11 +127,13 @@ def test_every_object_route_hides_what_is_not_yours(other_api, owned, whose):
             assert response.status_code == 404, (method, url, response.status_code)
             assert response.json()["code"] == "not_found", (method, url)
             checked += 1
-    assert checked >= 9
+    assert checked >= 12
     # Nothing changed for the owner.
     item.refresh_from_db()
     conversion.refresh_from_db()
+    batch.refresh_from_db()
     assert item.name == "a.tif" and conversion.state == "PENDING"
+    assert batch.state == "PENDING" and batch.conversions.get().state == "PENDING"
 
 
 def test_every_list_route_shows_only_your_own(other_api, owned):

@@ -77,8 +77,9 @@ def test_unknown_ids_are_not_found(api, db):
     assert api.post(f"/api/v1/tree-items/{uuid.uuid4()}/convert-to-geo-raster").status_code == 404
 
 
-def test_folder_cannot_be_converted(api, user):
+def test_a_folder_without_files_is_refused(api, user):
     folder = item_create(owner=user, name="maps")
+    item_create(owner=user, name="empty", parent=folder)
     response = api.post(f"/api/v1/tree-items/{folder.pk}/convert-to-geo-raster")
     assert response.status_code == 400
-    assert response.json()["code"] == "not_a_file"
+    assert response.json()["code"] == "empty_folder"

@@ -4,6 +4,7 @@ import pytest
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
+from geoconvert.beat import PERIODIC_TASKS
 from tests.geoconvert.api.helpers import queue_paused
 from tests.geoconvert.commands.helpers import run, run_process
 
@@ -27,7 +28,7 @@ def test_all_checks_pass_with_a_real_worker(worker):
     }
     assert len(by_name) == 5
     assert f"{worker.node_name} [default, geo_processing]" in by_name["workers"]
-    assert "3 periodic tasks enabled" in by_name["beat schedule"]
+    assert f"{len(PERIODIC_TASKS)} periodic tasks enabled" in by_name["beat schedule"]
     assert not TaskResult.objects.filter(task_id__startswith="check-celery-").exists()
 
 
