@@ -5,6 +5,8 @@ dispatcher (`conversions_release`) sends waiting conversions to the broker:
 
 - at most GEOCONVERT["USER_MAX_QUEUED"] of a user's conversions are in the broker at once
   (sent and not yet started), so one user's 10,000 files never stand in front of everyone;
+  the high lane has a share of its own (the same size), so a user's urgent conversion is
+  never stuck behind their own batch;
 - across users in turn, one conversion per user per round;
 - a user's own in their lanes' order (high, normal, low), oldest first;
 - not before a conversion's `run_at`.
@@ -28,7 +30,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
-from geoconvert.models import BROKER_PRIORITY, Conversion, Stage
+from geoconvert.models import BROKER_PRIORITY, Conversion, Priority, Stage
 from geoconvert.services.events import conversion_event_publish
 from geoconvert.services.transitions import (
     DESCRIBE_TASK_NAME,
@@ -77,21 +79,27 @@ def conversions_release(*, owner_ids=None, now=None) -> ReleaseSummary:
     summary = ReleaseSummary()
     if not owners:
         return summary
-    in_broker = dict(
-        Conversion.objects.filter(owner_id__in=owners, state=State.PENDING, queued_at__isnull=False)
-        .values("owner_id")
+    in_broker = {
+        (row["owner_id"], row["high"]): row["n"]
+        for row in Conversion.objects.filter(
+            owner_id__in=owners, state=State.PENDING, queued_at__isnull=False
+        )
+        .values("owner_id", high=Q(priority=Priority.HIGH))
         .annotate(n=Count("pk"))
-        .values_list("owner_id", "n")
-    )
+    }
     queues = {}
     for owner in owners:
-        room = cap - in_broker.get(owner, 0)
-        if room > 0:
-            queues[owner] = list(
-                waiting.filter(owner_id=owner)
-                .order_by("priority", "created_at")
-                .values_list("pk", flat=True)[:room]
-            )
+        queue = []
+        for high, lanes in ((True, [Priority.HIGH]), (False, [Priority.NORMAL, Priority.LOW])):
+            room = cap - in_broker.get((owner, high), 0)
+            if room > 0:
+                queue.extend(
+                    waiting.filter(owner_id=owner, priority__in=lanes)
+                    .order_by("priority", "created_at")
+                    .values_list("pk", flat=True)[:room]
+                )
+        if queue:
+            queues[owner] = queue
     # Round-robin: each user's first, then each user's second, ...
     for turn in range(max((len(q) for q in queues.values()), default=0)):
         for owner, queue in queues.items():
@@ -115,18 +123,14 @@ def conversion_send(task_id, *, owner_id, cap: int | None = None) -> bool:
     with transaction.atomic():
         # Serialises the dispatchers working on one user's share (PostgreSQL row lock).
         list(get_user_model().objects.select_for_update().filter(pk=owner_id).values("pk"))
-        if cap is not None:
-            queued = Conversion.objects.filter(
-                owner_id=owner_id, state=State.PENDING, queued_at__isnull=False
-            ).count()
-            if queued >= cap:
-                return False
         row = (
             Conversion.objects.filter(pk=task_id, state=State.PENDING, queued_at__isnull=True)
             .values("item_id", "priority", "stage")
             .first()
         )
         if row is None:
+            return False
+        if cap is not None and _in_broker(owner_id, high=row["priority"] == Priority.HIGH) >= cap:
             return False
         claimed = Conversion.objects.filter(
             pk=task_id, state=State.PENDING, queued_at__isnull=True
@@ -138,6 +142,14 @@ def conversion_send(task_id, *, owner_id, cap: int | None = None) -> bool:
             conversion_event_publish(task_id)
         _send_task(task_id, item_id=row["item_id"], priority=row["priority"])
     return True
+
+
+def _in_broker(owner_id, *, high: bool) -> int:
+    """The owner's conversions sent and not yet started, in the high lane or the others."""
+    lanes = Q(priority=Priority.HIGH) if high else ~Q(priority=Priority.HIGH)
+    return Conversion.objects.filter(
+        lanes, owner_id=owner_id, state=State.PENDING, queued_at__isnull=False
+    ).count()
 
 
 def _send_task(task_id, *, item_id, priority: int) -> None:
