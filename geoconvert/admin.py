@@ -3,9 +3,9 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django_celery_results.models import TaskResult
 
-from geoconvert.models import Conversion
-from geoconvert.selectors import items_with_latest_conversion
-from geoconvert.services import conversions
+from geoconvert.models import Conversion, ConversionBatch
+from geoconvert.selectors import batch_summary, items_with_latest_conversion
+from geoconvert.services import batches, conversions
 from tagger.admin import TreeItemAdmin
 from tagger.errors import ApplicationError
 from tagger.models import TreeItem
@@ -23,12 +23,13 @@ class ConversionAdmin(admin.ModelAdmin):
         "stage_text",
         "progress_bar",
         "attempts",
+        "priority",
         "created_at",
         "started_at",
         "finished_at",
         "duration",
     )
-    list_filter = ("state", "created_at", "finished_at")
+    list_filter = ("state", "priority", "created_at", "finished_at")
     search_fields = ("task_id", "item__name", "owner__username")
     list_select_related = ("item", "owner")
     date_hierarchy = "created_at"
@@ -55,6 +56,8 @@ class ConversionAdmin(admin.ModelAdmin):
                     "attempts",
                     "params",
                     "retry_of",
+                    "batch",
+                    "priority",
                 )
             },
         ),
@@ -63,6 +66,8 @@ class ConversionAdmin(admin.ModelAdmin):
             {
                 "fields": (
                     "created_at",
+                    "run_at",
+                    "queued_at",
                     "started_at",
                     "finished_at",
                     "duration",
@@ -78,8 +83,10 @@ class ConversionAdmin(admin.ModelAdmin):
         return False
 
     def lookup_allowed(self, lookup, value, request=None):
-        # The item page links to its conversions by item id.
-        return lookup == "item__id__exact" or super().lookup_allowed(lookup, value, request)
+        # The item page links to its conversions by item id, the batch page by batch id.
+        return lookup in ("item__id__exact", "batch__id__exact") or super().lookup_allowed(
+            lookup, value, request
+        )
 
     def has_change_permission(self, request, obj=None):
         return False
@@ -195,3 +202,75 @@ class ConvertibleItemAdmin(TreeItemAdmin):
 
 admin.site.unregister(TreeItem)
 admin.site.register(TreeItem, ConvertibleItemAdmin)
+
+
+@admin.register(ConversionBatch)
+class ConversionBatchAdmin(admin.ModelAdmin):
+    """Read-only, as conversions are: cancel and retry go through the services."""
+
+    list_display = (
+        "id",
+        "folder",
+        "owner",
+        "state",
+        "priority",
+        "total",
+        "skipped",
+        "counts",
+        "created_at",
+        "finished_at",
+    )
+    list_filter = ("state", "priority", "created_at")
+    search_fields = ("id", "folder__name", "owner__username")
+    list_select_related = ("folder", "owner")
+    date_hierarchy = "created_at"
+    actions = ("cancel_selected", "retry_selected")
+    readonly_fields = [f.name for f in ConversionBatch._meta.fields] + ["counts", "members_link"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_operate_permission(self, request):
+        user = request.user
+        return user.is_active and user.is_staff and user.has_perm("geoconvert.change_conversion")
+
+    @admin.display(description="members by state")
+    def counts(self, batch):
+        summary = batch_summary(batch=batch)
+        return ", ".join(f"{state} {n}" for state, n in summary["counts"].items() if n) or "-"
+
+    @admin.display(description="members")
+    def members_link(self, batch):
+        url = reverse("admin:geoconvert_conversion_changelist")
+        return format_html(
+            '<a href="{}?batch__id__exact={}">{} conversions</a>',
+            url,
+            batch.pk,
+            batch.conversions.count(),
+        )
+
+    def _apply(self, request, queryset, service, verb):
+        done, refused = 0, []
+        for batch in queryset:
+            try:
+                service(batch=batch)
+                done += 1
+            except ApplicationError as exc:
+                refused.append(f"{batch.pk}: {exc.message}")
+        if done:
+            self.message_user(request, f"{done} batch(es) {verb}.", messages.SUCCESS)
+        for line in refused:
+            self.message_user(request, line, messages.WARNING)
+
+    @admin.action(description="Cancel the selected batches", permissions=["operate"])
+    def cancel_selected(self, request, queryset):
+        self._apply(request, queryset, batches.batch_cancel, "cancelled")
+
+    @admin.action(
+        description="Retry the failed members of the selected batches", permissions=["operate"]
+    )
+    def retry_selected(self, request, queryset):
+        self._apply(request, queryset, batches.batch_retry, "retried")

@@ -149,6 +149,7 @@ def conversion_retry_candidates(
     since=None,
     item_id=None,
     task_id=None,
+    batch_id=None,
     include_cancelled: bool = False,
     limit: int | None = None,
 ) -> QuerySet[Conversion]:
@@ -171,6 +172,8 @@ def conversion_retry_candidates(
         conversions = conversions.filter(item_id=as_uuid(item_id))
     if task_id is not None:
         conversions = conversions.filter(pk=as_uuid(task_id))
+    if batch_id is not None:
+        conversions = conversions.filter(batch_id=as_uuid(batch_id))
     return conversions[:limit] if limit else conversions
 
 

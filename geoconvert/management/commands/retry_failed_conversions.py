@@ -22,10 +22,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--since",
             help="only conversions created within this long (e.g. 30m, 7d; 0 for all); "
-            "default 24h, or all with --item or --task",
+            "default 24h, or all with --item, --task or --batch",
         )
         parser.add_argument("--item", metavar="ID", help="only conversions of this item")
         parser.add_argument("--task", metavar="ID", help="only this conversion (task id)")
+        parser.add_argument("--batch", metavar="ID", help="only members of this folder batch")
         parser.add_argument(
             "--include-cancelled", action="store_true", help="retry cancelled conversions too"
         )
@@ -38,19 +39,20 @@ class Command(BaseCommand):
         )
 
     def handle(
-        self, *args, since, item, task, include_cancelled, limit, dry_run, as_json, **options
+        self, *args, since, item, task, batch, include_cancelled, limit, dry_run, as_json, **options
     ):
-        for name, value in (("--item", item), ("--task", task)):
+        for name, value in (("--item", item), ("--task", task), ("--batch", batch)):
             if value is not None and as_uuid(value) is None:
                 raise CommandError(f"{name} must be a UUID, not {value!r}.", returncode=EXIT_USAGE)
         if limit is not None and limit < 1:
             raise CommandError("--limit must be at least 1.", returncode=EXIT_USAGE)
-        window = duration(since or ("0" if item or task else "24h"))
+        window = duration(since or ("0" if item or task or batch else "24h"))
         candidates = list(
             conversion_retry_candidates(
                 since=timezone.now() - window if window.total_seconds() else None,
                 item_id=item,
                 task_id=task,
+                batch_id=batch,
                 include_cancelled=include_cancelled,
                 limit=limit,
             )

@@ -108,3 +108,29 @@ def test_only_the_latest_conversion_of_an_item_is_retried(make_conversion):
 def test_bad_arguments_exit_2(db, args):
     code, _, err = run("retry_failed_conversions", *args)
     assert code == 2 and err
+
+
+def test_batch_retries_only_that_batch_s_failed_members(user, make_conversion):
+    from django.core.files.base import ContentFile
+
+    from geoconvert.services.batches import batch_start
+    from tagger.services import item_create
+
+    outside = make_conversion("FAILURE", name="outside.tif", error="worker lost")
+    folder = item_create(owner=user, name="survey")
+    for name in ("a.tif", "b.tif"):
+        item_create(owner=user, name=name, parent=folder, file=ContentFile(b"x"))
+    batch = batch_start(folder=folder)
+    first, second = batch.conversions.order_by("created_at")
+    Conversion.objects.filter(pk=first.pk).update(state="FAILURE", error="not a raster")
+
+    code, out, _ = run("retry_failed_conversions", "--batch", str(batch.pk), "--json")
+
+    assert code == 0, out
+    body = json.loads(out)
+    assert [c["task_id"] for c in body["conversions"]] == [str(first.pk)]
+    retry = Conversion.objects.get(retry_of=first)
+    assert retry.batch_id == batch.pk and retry.priority == first.priority
+    assert not Conversion.objects.filter(retry_of=outside).exists()
+    code, _, err = run("retry_failed_conversions", "--batch", "nope")
+    assert code == 2 and "--batch must be a UUID" in err
