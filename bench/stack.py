@@ -88,6 +88,7 @@ class Stack:
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "config.settings.production",
             "DJANGO_SECRET_KEY": "bench-only-" + uuid.uuid4().hex,
+            "TAGGER_METRICS_TOKEN": "bench-only-" + uuid.uuid4().hex,
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "DJANGO_SECURE_SSL_REDIRECT": "False",
             "DATABASE_URL": database,

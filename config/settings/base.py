@@ -28,19 +28,28 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # ------------------------------------------------------------------------------
 # https://django-environ.readthedocs.io/en/latest/types.html#environ-env-db-url
 # Without DATABASE_URL tagger runs on an embedded SQLite file under var/.
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The API, the worker and beat write concurrently: WAL lets readers proceed during a
-    # write and IMMEDIATE transactions avoid lock-upgrade deadlocks.
-    DATABASES["default"]["OPTIONS"] = {
-        # Seconds a write waits for another writer's lock before "database is locked".
-        "timeout": env.float("SQLITE_BUSY_TIMEOUT", default=30.0),
-        "transaction_mode": "IMMEDIATE",
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-    }
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
+def database(config: dict) -> dict:
+    """A database setting from django-environ's `config` (DATABASE_URL), with what every
+    process needs of it. Production reads DATABASE_URL as required and uses this too."""
+    config["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    config["CONN_HEALTH_CHECKS"] = True
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # The API, the worker and beat write concurrently: WAL lets readers proceed during a
+        # write and IMMEDIATE transactions avoid lock-upgrade deadlocks (without them, the
+        # dispatcher's writes from several processes get "database is locked" at once).
+        config["OPTIONS"] = {
+            # Seconds a write waits for another writer's lock before "database is locked".
+            "timeout": env.float("SQLITE_BUSY_TIMEOUT", default=30.0),
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+        config["CONN_MAX_AGE"] = 0
+    return config
+
+
+DATABASES = {
+    "default": database(env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"))
+}
 
 # APPS
 # ------------------------------------------------------------------------------

@@ -1,15 +1,13 @@
 """Production: secrets are required, HTTPS is assumed (behind a TLS-terminating proxy)."""
 
 from .base import *  # noqa: F403
-from .base import DATABASES, LOGGING, MIDDLEWARE, broker_transport_options, env
+from .base import DATABASES, LOGGING, MIDDLEWARE, broker_transport_options, database, env
 
 DEBUG = False
 SECRET_KEY = env("DJANGO_SECRET_KEY")
 # localhost too: the containers' health checks ask http://localhost/api/v1/health.
 ALLOWED_HOSTS = [*env.list("DJANGO_ALLOWED_HOSTS"), "localhost"]
-DATABASES["default"] = env.db("DATABASE_URL")
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"] = database(env.db("DATABASE_URL"))
 CELERY_BROKER_URL = env("REDIS_URL")
 CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(CELERY_BROKER_URL)
 
