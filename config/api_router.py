@@ -11,6 +11,7 @@ from geoconvert.api.views import (
 )
 from tagger.api.auth import TokenView
 from tagger.api.views import TreeItemViewSet
+from webhooks.api.views import WebhookViewSet
 
 
 class OptionalSlashRouter(DefaultRouter):
@@ -26,6 +27,7 @@ class OptionalSlashRouter(DefaultRouter):
 router = OptionalSlashRouter()
 router.register("tree-items", TreeItemViewSet, basename="tree-item")
 router.register("tasks", TaskViewSet, basename="task")
+router.register("webhooks", WebhookViewSet, basename="webhook")
 
 app_name = "api"
 urlpatterns = [
