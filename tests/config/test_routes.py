@@ -10,6 +10,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from geoconvert.services.conversions import conversion_start
 from tagger.services import item_create
+from webhooks.services.endpoints import webhook_endpoint_create, webhook_endpoint_test
 
 # Open to anyone on purpose: getting a token, the API's description, the health check.
 PUBLIC = {"api:token", "api:health", "schema", "docs", "redoc"}
@@ -53,16 +54,24 @@ def _url(path: str, values: dict) -> str:
 
 @pytest.fixture
 def owned(user):
-    """A file with a queued conversion, owned by `user`."""
+    """A file with a queued conversion, and a webhook with a delivery, owned by `user`."""
     item = item_create(owner=user, name="a.tif", file=ContentFile(b"x" * 10))
     conversion, _ = conversion_start(item=item)
-    return item, conversion
+    endpoint = webhook_endpoint_create(owner=user, url="https://hooks.example.org/")
+    delivery = webhook_endpoint_test(endpoint=endpoint)
+    return item, conversion, endpoint, delivery
 
 
-def _values_for(path: str, item_id, task_id) -> dict:
+def _values_for(path: str, item_id, task_id, webhook_id, delivery_id) -> dict:
+    pk = item_id
+    if path.startswith("api/v1/tasks"):
+        pk = task_id
+    elif path.startswith("api/v1/webhooks"):
+        pk = webhook_id
     return {
-        "pk": task_id if path.startswith("api/v1/tasks") else item_id,
+        "pk": pk,
         "item_id": item_id,
+        "delivery_id": delivery_id,
         **{"z": 0, "x": 0, "y": 0},
     }
 
@@ -83,17 +92,23 @@ def test_the_walk_finds_the_known_routes():
         "api:task-list",
         "api:task-status",
         "api:task-cancel",
+        "api:webhook-list",
+        "api:webhook-detail",
+        "api:webhook-rotate-secret",
+        "api:webhook-test",
+        "api:webhook-deliveries",
+        "api:webhook-redeliver",
         "api:token",
         "schema",
     } <= names
 
 
 def test_every_route_refuses_anonymous_callers(anon_api, owned):
-    item, conversion = owned
+    item, conversion, endpoint, delivery = owned
     for name, path, methods in api_routes():
         if name in PUBLIC:
             continue
-        url = _url(path, _values_for(path, item.pk, conversion.task_id))
+        url = _url(path, _values_for(path, item.pk, conversion.task_id, endpoint.pk, delivery.pk))
         for method in methods:
             response = getattr(anon_api, method)(url, {}, format="json")
             assert response.status_code == 401, (method, url, response.status_code)
@@ -102,11 +117,11 @@ def test_every_route_refuses_anonymous_callers(anon_api, owned):
 
 @pytest.mark.parametrize("whose", ["foreign", "missing", "malformed"])
 def test_every_object_route_hides_what_is_not_yours(other_api, owned, whose):
-    item, conversion = owned
+    item, conversion, endpoint, delivery = owned
     ids = {
-        "foreign": (item.pk, conversion.task_id),
-        "missing": (uuid.uuid4(), uuid.uuid4()),
-        "malformed": ("not-a-uuid", "42"),
+        "foreign": (item.pk, conversion.task_id, endpoint.pk, delivery.pk),
+        "missing": (uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()),
+        "malformed": ("not-a-uuid", "42", "nope", "x"),
     }[whose]
     checked = 0
     for name, path, methods in api_routes():
@@ -122,7 +137,10 @@ def test_every_object_route_hides_what_is_not_yours(other_api, owned, whose):
     # Nothing changed for the owner.
     item.refresh_from_db()
     conversion.refresh_from_db()
+    endpoint.refresh_from_db()
     assert item.name == "a.tif" and conversion.state == "PENDING"
+    assert endpoint.url == "https://hooks.example.org/"
+    assert delivery.event.deliveries.count() == 1  # nothing redelivered
 
 
 def test_every_list_route_shows_only_your_own(other_api, owned):

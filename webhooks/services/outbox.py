@@ -120,11 +120,12 @@ def _receiver(record):
     return receive
 
 
-def _conversion_event(task_id, event_type: str, dedupe_key: str) -> None:
+def _conversion_event(task_id, event_type: str, dedupe_key: str, **told) -> None:
     found = conversion_event_data(task_id=task_id)
     if found is None:
         return
     owner_id, data = found
+    data |= told
     webhook_event_record(owner_id=owner_id, event_type=event_type, data=data, dedupe_key=dedupe_key)
 
 
@@ -138,8 +139,9 @@ def on_conversion_changed(*, task_id, transition, **kwargs) -> None:
 @_receiver
 def on_conversion_stage_changed(*, task_id, stage, progress, **kwargs) -> None:
     # Once per stage: a run that takes over from a dead one enters the same stages again.
-    event_type = EventType.CONVERSION_PROGRESS
-    _conversion_event(task_id, event_type, f"{event_type.value}:{task_id}:{str(stage)}")
+    event_type, status = EventType.CONVERSION_PROGRESS, str(stage)
+    key = f"{event_type.value}:{task_id}:{status}"
+    _conversion_event(task_id, event_type, key, status=status, progress=progress)
 
 
 @_receiver
