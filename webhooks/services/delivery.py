@@ -189,7 +189,7 @@ def _send(endpoint: WebhookEndpoint, message_id: str, payload: dict) -> Answer:
                 "POST", url, content=body.encode(), headers=headers, extensions=extensions
             ) as response,
         ):
-            excerpt = _excerpt(response)
+            excerpt = _excerpt(response, deadline=started + timeout)
     except httpx2.TimeoutException:
         return Answer(duration_ms=_ms(started), error=f"No answer within {timeout:g} s.")
     except httpx2.HTTPError as exc:
@@ -203,12 +203,13 @@ def _send(endpoint: WebhookEndpoint, message_id: str, payload: dict) -> Answer:
     return Answer(response.status_code, _ms(started), excerpt, error)
 
 
-def _excerpt(response) -> str:
-    """The first kilobyte of the body; the rest is not read."""
+def _excerpt(response, *, deadline: float) -> str:
+    """The first kilobyte of the body, or what came of it by `deadline` (a body that
+    trickles must not outlast the lease); the rest is not read."""
     data = b""
     for chunk in response.iter_bytes():
         data += chunk
-        if len(data) >= EXCERPT_BYTES:
+        if len(data) >= EXCERPT_BYTES or time.monotonic() > deadline:
             break
     return data[:EXCERPT_BYTES].decode("utf-8", errors="replace")
 
