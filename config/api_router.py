@@ -12,6 +12,7 @@ from geoconvert.api.views import (
 )
 from tagger.api.auth import TokenView
 from tagger.api.views import TreeItemViewSet
+from webhooks.api.views import WebhookViewSet
 
 
 class OptionalSlashRouter(DefaultRouter):
@@ -28,6 +29,7 @@ router = OptionalSlashRouter()
 router.register("tree-items", TreeItemViewSet, basename="tree-item")
 router.register("tasks", TaskViewSet, basename="task")
 router.register("batches", BatchViewSet, basename="batch")
+router.register("webhooks", WebhookViewSet, basename="webhook")
 
 app_name = "api"
 urlpatterns = [

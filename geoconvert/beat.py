@@ -41,6 +41,12 @@ PERIODIC_TASKS = {
         every_seconds=3600,
         description="Deletes leftover .partial files and directories of deleted items.",
     ),
+    # The webhooks app's (the conversion app imports nothing of it: the task goes by name).
+    "Sweep webhook deliveries": PeriodicTaskSpec(
+        task="webhooks.tasks.sweep_webhook_deliveries",
+        every_seconds=10,
+        description="Sends again webhook deliveries that are due and whose task was lost.",
+    ),
 }
 
 

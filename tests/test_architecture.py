@@ -13,7 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-PACKAGES = ("config", "tagger", "geoconvert", "workspace", "monitoring")
+PACKAGES = ("config", "tagger", "geoconvert", "workspace", "monitoring", "webhooks")
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
@@ -65,6 +65,21 @@ def test_the_code_keeps_every_layer_contract():
             "geoconvert/services/run.py",
             "from monitoring.collectors import queue_lengths",
             "Monitoring reads the apps; the apps import nothing of it",
+        ),
+        (
+            "geoconvert/services/transitions.py",
+            "from webhooks.services.outbox import webhook_event_record",
+            "The conversion and items apps import nothing of webhooks",
+        ),
+        (
+            "webhooks/models.py",
+            "from webhooks.services.delivery import webhook_delivery_attempt",
+            "Webhooks app: api, admin, tasks and apps -> services -> selectors -> models",
+        ),
+        (
+            "webhooks/selectors.py",
+            "from webhooks.api.views import WebhookViewSet",
+            "Webhooks app: api, admin, tasks and apps -> services -> selectors -> models",
         ),
         (
             "geoconvert/services/transitions.py",

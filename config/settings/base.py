@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "tagger",
     "geoconvert",
     "workspace",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -237,6 +238,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a `state`: each its own enum in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "TaskStateEnum": "geoconvert.models.Conversion.State",
+        "BatchStateEnum": "geoconvert.models.ConversionBatch.State",
+    },
 }
 
 # CELERY
@@ -275,6 +281,8 @@ CELERY_TASK_ROUTES = {
     "geoconvert.tasks.describe_geo_raster": {"queue": CELERY_TASK_DEFAULT_QUEUE},
     "geoconvert.tasks.remove_orphaned_files": {"queue": CELERY_TASK_DEFAULT_QUEUE},
     "celery.backend_cleanup": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "webhooks.tasks.deliver_webhook": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "webhooks.tasks.sweep_webhook_deliveries": {"queue": CELERY_TASK_DEFAULT_QUEUE},
 }
 # No STARTED state: a conversion records PROGRESS itself once it holds the work, and a
 # duplicate delivery must not overwrite a finished task's state in the backend.
@@ -347,6 +355,30 @@ FLOWER_REQUIRE_AUTH = env.bool("FLOWER_REQUIRE_AUTH", default=False)
 # `/metrics` (monitoring/views.py): with a token, only `Authorization: Bearer <token>` is
 # answered; without one, only clients on the loopback interface. Production requires it.
 TAGGER_METRICS_TOKEN = env("TAGGER_METRICS_TOKEN", default="")
+
+# WEBHOOKS
+# ------------------------------------------------------------------------------
+# https://www.standardwebhooks.com/ (docs/webhooks.md)
+# Endpoint URLs whose host resolves to a private, loopback, link-local, multicast, reserved
+# or unspecified address are refused, at registration and again at each delivery. True
+# allows them (a development machine whose receiver runs on localhost).
+TAGGER_WEBHOOK_ALLOW_PRIVATE_URLS = env.bool("TAGGER_WEBHOOK_ALLOW_PRIVATE_URLS", default=False)
+# Seconds an endpoint has to answer (connecting, sending, and each read of the answer).
+TAGGER_WEBHOOK_TIMEOUT_SECONDS = env.float("TAGGER_WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+# The waits before each retry of a failed delivery (about a day in all), each with up to
+# 20% jitter; after the last one the delivery is marked FAILED.
+TAGGER_WEBHOOK_RETRY_SECONDS = env.list(
+    "TAGGER_WEBHOOK_RETRY_SECONDS",
+    cast=float,
+    default=[5, 30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600],
+)
+# How long a worker holds a delivery while it sends an attempt; a worker killed mid-attempt
+# leaves a lease that runs out, and the sweep sends the delivery again. Longer than the
+# timeout, so a live worker's attempt is never sent twice at once.
+TAGGER_WEBHOOK_LEASE_SECONDS = env.float("TAGGER_WEBHOOK_LEASE_SECONDS", default=60.0)
+# The sweep (beat, every 10 s) re-sends the task of a due delivery not taken this long after
+# its task was sent (the broker was down at commit, the message was lost with its worker).
+TAGGER_WEBHOOK_SWEEP_GRACE_SECONDS = env.float("TAGGER_WEBHOOK_SWEEP_GRACE_SECONDS", default=30.0)
 
 # GEOCONVERT
 # ------------------------------------------------------------------------------

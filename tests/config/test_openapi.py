@@ -16,6 +16,7 @@ from rest_framework.authtoken.models import Token
 
 from geoconvert.services.conversions import conversion_start
 from tagger.services import item_create
+from webhooks.services.endpoints import webhook_endpoint_create, webhook_endpoint_test
 
 schemathesis = pytest.importorskip("schemathesis")
 from schemathesis.checks import not_a_server_error  # noqa: E402
@@ -68,6 +69,9 @@ def test_every_response_matches_the_schema(app_in_test_transaction, user):
     # Path values that exist, so the 200 answers are checked too, not only the 404s.
     real_ids = {"id": str(item.pk), "item_id": str(item.pk)}
     real_task_ids = {"id": str(conversion.task_id)}
+    endpoint = webhook_endpoint_create(owner=user, url="https://hooks.example.org/")
+    delivery = webhook_endpoint_test(endpoint=endpoint)
+    real_webhook_ids = {"id": str(endpoint.pk), "delivery_id": str(delivery.pk)}
 
     operations = list(_operations(app_in_test_transaction))
     assert len(operations) >= 12
@@ -83,6 +87,9 @@ def test_every_response_matches_the_schema(app_in_test_transaction, user):
         def check(case, use_real_ids):
             if use_real_ids and case.path_parameters:
                 ids = real_task_ids if case.path.startswith("/api/v1/tasks") else real_ids
+                if case.path.startswith("/api/v1/webhooks"):
+                    ids = real_webhook_ids
+                ids = {k: v for k, v in ids.items() if k in case.path_parameters}
                 case.path_parameters = {**case.path_parameters, **ids}
             response = case.call(headers=headers)
             case.validate_response(response, checks=CHECKS, headers=headers)

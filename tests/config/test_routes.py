@@ -11,6 +11,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from geoconvert.services.batches import batch_start
 from geoconvert.services.conversions import conversion_start
 from tagger.services import item_create
+from webhooks.services.endpoints import webhook_endpoint_create, webhook_endpoint_test
 
 # Open to anyone on purpose: getting a token, the API's description, the health check.
 PUBLIC = {"api:token", "api:health", "schema", "docs", "redoc"}
@@ -54,22 +55,32 @@ def _url(path: str, values: dict) -> str:
 
 @pytest.fixture
 def owned(user):
-    """A file with a queued conversion and a folder batch, owned by `user`."""
+    """A file with a queued conversion, a folder batch, and a webhook with a delivery,
+    owned by `user`."""
     item = item_create(owner=user, name="a.tif", file=ContentFile(b"x" * 10))
     conversion, _ = conversion_start(item=item)
     folder = item_create(owner=user, name="maps")
     item_create(owner=user, name="b.tif", parent=folder, file=ContentFile(b"x" * 10))
     batch = batch_start(folder=folder)
-    return item, conversion, batch
+    endpoint = webhook_endpoint_create(owner=user, url="https://hooks.example.org/")
+    delivery = webhook_endpoint_test(endpoint=endpoint)
+    return item, conversion, batch, endpoint, delivery
 
 
-def _values_for(path: str, item_id, task_id, batch_id) -> dict:
+def _values_for(path: str, item_id, task_id, batch_id, webhook_id, delivery_id) -> dict:
     pk = item_id
     if path.startswith("api/v1/tasks"):
         pk = task_id
     elif path.startswith("api/v1/batches"):
         pk = batch_id
-    return {"pk": pk, "item_id": item_id, **{"z": 0, "x": 0, "y": 0}}
+    elif path.startswith("api/v1/webhooks"):
+        pk = webhook_id
+    return {
+        "pk": pk,
+        "item_id": item_id,
+        "delivery_id": delivery_id,
+        **{"z": 0, "x": 0, "y": 0},
+    }
 
 
 def test_the_walk_finds_the_known_routes():
@@ -92,17 +103,24 @@ def test_the_walk_finds_the_known_routes():
         "api:batch-detail",
         "api:batch-cancel",
         "api:batch-retry",
+        "api:webhook-list",
+        "api:webhook-detail",
+        "api:webhook-rotate-secret",
+        "api:webhook-test",
+        "api:webhook-deliveries",
+        "api:webhook-redeliver",
         "api:token",
         "schema",
     } <= names
 
 
 def test_every_route_refuses_anonymous_callers(anon_api, owned):
-    item, conversion, batch = owned
+    item, conversion, batch, endpoint, delivery = owned
     for name, path, methods in api_routes():
         if name in PUBLIC:
             continue
-        url = _url(path, _values_for(path, item.pk, conversion.task_id, batch.pk))
+        ids = (item.pk, conversion.task_id, batch.pk, endpoint.pk, delivery.pk)
+        url = _url(path, _values_for(path, *ids))
         for method in methods:
             response = getattr(anon_api, method)(url, {}, format="json")
             assert response.status_code == 401, (method, url, response.status_code)
@@ -111,11 +129,11 @@ def test_every_route_refuses_anonymous_callers(anon_api, owned):
 
 @pytest.mark.parametrize("whose", ["foreign", "missing", "malformed"])
 def test_every_object_route_hides_what_is_not_yours(other_api, owned, whose):
-    item, conversion, batch = owned
+    item, conversion, batch, endpoint, delivery = owned
     ids = {
-        "foreign": (item.pk, conversion.task_id, batch.pk),
-        "missing": (uuid.uuid4(), uuid.uuid4(), uuid.uuid4()),
-        "malformed": ("not-a-uuid", "42", "x"),
+        "foreign": (item.pk, conversion.task_id, batch.pk, endpoint.pk, delivery.pk),
+        "missing": (uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()),
+        "malformed": ("not-a-uuid", "42", "x", "nope", "x"),
     }[whose]
     checked = 0
     for name, path, methods in api_routes():
@@ -132,8 +150,11 @@ def test_every_object_route_hides_what_is_not_yours(other_api, owned, whose):
     item.refresh_from_db()
     conversion.refresh_from_db()
     batch.refresh_from_db()
+    endpoint.refresh_from_db()
     assert item.name == "a.tif" and conversion.state == "PENDING"
     assert batch.state == "PENDING" and batch.conversions.get().state == "PENDING"
+    assert endpoint.url == "https://hooks.example.org/"
+    assert delivery.event.deliveries.count() == 1  # nothing redelivered
 
 
 def test_every_list_route_shows_only_your_own(other_api, owned):
