@@ -2,12 +2,9 @@
 its events in its own transactions, the worker's delivery task sends them to a real
 receiver, signed; a receiver that fails for a while still gets every event."""
 
-import uuid
 
 import pytest
-from django.db import transaction
 
-from geoconvert.signals import batch_completed
 from tests import rasters
 from tests.geoconvert.api.helpers import convert, queue_paused, upload, wait_for_task
 from tests.webhooks.receiver import Reply, wait_until
@@ -89,14 +86,34 @@ def test_a_cancelled_conversion_sends_cancelled(api, register, receiver, tmp_pat
     assert receiver.of_type("conversion.started") == []
 
 
-def test_batch_completed_is_sent_with_the_batch_summary(user, register, receiver):
-    hook = register(receiver.url, ["batch.completed"])
-    summary = {"id": str(uuid.uuid4()), "state": "COMPLETED", "total": 3, "progress": 100}
-    with transaction.atomic():
-        batch_completed.send(sender=None, batch_id=summary["id"], owner_id=user.pk, summary=summary)
+def test_a_folder_batch_sends_its_members_events_and_batch_completed_once(
+    api, register, receiver, tmp_path
+):
+    hook = register(receiver.url, ["batch.completed", "conversion.succeeded", "conversion.failed"])
+    folder = api.post("/api/v1/tree-items/", {"name": "survey"}, format="json").json()["id"]
+    upload(api, rasters.rgb_byte_tiff(tmp_path / "a.tif"), parent=folder)
+    upload(api, rasters.palette_tiff(tmp_path / "b.tif"), parent=folder)
+    upload(api, rasters.text_file(tmp_path / "notes.txt"), parent=folder)
+
+    batch_id = convert(api, folder).json()["batch_id"]
 
     (completed,) = _delivered(receiver, hook["secret"], "batch.completed")
-    assert completed["data"] == summary
+    assert completed["data"]["batch_id"] == batch_id
+    assert completed["data"]["state"] == "COMPLETED"
+    assert completed["data"]["counts"] == {
+        "PENDING": 0,
+        "PROGRESS": 0,
+        "SUCCESS": 2,
+        "FAILURE": 1,
+        "CANCELLED": 0,
+    }
+    succeeded = _delivered(receiver, hook["secret"], "conversion.succeeded", count=2)
+    (failed,) = _delivered(receiver, hook["secret"], "conversion.failed")
+    assert {p["data"]["batch_id"] for p in [*succeeded, failed]} == {batch_id}
+    # The batch's completion is told after its last member's end, and only once.
+    assert api.get(f"/api/v1/batches/{batch_id}").json()["state"] == "COMPLETED"
+    wait_until(_all_succeeded, "every delivery succeeded")
+    assert len(receiver.of_type("batch.completed")) == 1
 
 
 def test_a_receiver_failing_for_a_while_gets_every_event_with_one_webhook_id_each(
