@@ -1,6 +1,7 @@
 """Redis and the database go away and come back, with conversions in flight."""
 
 from geoconvert.models import Conversion
+from geoconvert.services.dispatch import conversions_release
 from tests import rasters
 from tests.geoconvert.api.helpers import convert, upload, wait_for_task
 from tests.geoconvert.reliability.conftest import repeat
@@ -45,6 +46,36 @@ def test_convert_while_redis_is_down_answers_503_and_leaves_nothing_pending(
     assert retried.status_code == 202
     final, _ = wait_for_task(api, retried.json()["task_id"])
     assert final["state"] == "SUCCESS"
+
+
+@repeat
+def test_a_batch_submitted_while_redis_is_down_waits_and_runs_once_it_is_back(
+    api, tmp_path, private_redis, start_worker, run
+):
+    folder = api.post("/api/v1/tree-items/", {"name": "survey"}, format="json").json()["id"]
+    for name in ("a.tif", "b.tif", "c.tif"):
+        upload(api, rasters.rgb_byte_tiff(tmp_path / name), parent=folder)
+    private_redis.stop(keep_data=True)
+
+    # The members wait in the database: nothing is lost, and the request is not refused.
+    response = convert(api, folder)
+    assert response.status_code == 202, response.content
+    batch_id = response.json()["batch_id"]
+    members = Conversion.objects.filter(batch_id=batch_id)
+    assert [(m.state, m.queued_at) for m in members] == [("PENDING", None)] * 3
+
+    private_redis.start()
+    start_worker()
+    # Beat's pass (geoconvert.tasks.release_conversions) once the broker answers again.
+    assert len(conversions_release().sent) == 3
+    batch = wait_until(
+        lambda: (b := api.get(f"/api/v1/batches/{batch_id}").json())["state"] == "COMPLETED" and b,
+        "the batch to complete",
+    )
+    assert batch["counts"]["SUCCESS"] == 3
+    # Each sent once and run once.
+    assert [(m.state, m.attempts) for m in members.all()] == [("SUCCESS", 1)] * 3
+    assert conversions_release().sent == []
 
 
 @repeat

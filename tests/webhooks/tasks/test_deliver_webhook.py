@@ -2,7 +2,6 @@
 its events in its own transactions, the worker's delivery task sends them to a real
 receiver, signed; a receiver that fails for a while still gets every event."""
 
-
 import pytest
 
 from tests import rasters
