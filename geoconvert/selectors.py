@@ -1,6 +1,20 @@
 import math
 
-from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from geoconvert.models import Conversion, ConversionBatch, ConversionMetric, Priority
 from tagger.errors import NotFound
@@ -144,6 +158,31 @@ def conversion_state_counts() -> dict[str, int]:
     return {state: counts.get(state, 0) for state in Conversion.State.values}
 
 
+def conversion_pending_counts(*, now=None) -> dict[tuple[str, str], int]:
+    """PENDING conversions by (lane, where): "broker" (sent, waiting for a worker), "waiting"
+    (in the database, behind their owner's share) or "scheduled" (their run_at is ahead).
+    Every pair present, zero or not."""
+    now = now or timezone.now()
+    where = Case(
+        When(queued_at__isnull=False, then=Value("broker")),
+        When(run_at__gt=now, then=Value("scheduled")),
+        default=Value("waiting"),
+    )
+    rows = (
+        Conversion.objects.filter(state=Conversion.State.PENDING)
+        .order_by()
+        .annotate(where=where)
+        .values("priority", "where")
+        .annotate(n=Count("pk"))
+    )
+    counts = {(Priority(row["priority"]).label, row["where"]): row["n"] for row in rows}
+    return {
+        (lane.label, w): counts.get((lane.label, w), 0)
+        for lane in Priority
+        for w in ("broker", "waiting", "scheduled")
+    }
+
+
 def conversion_retry_candidates(
     *,
     since=None,
@@ -186,10 +225,13 @@ def conversion_metric_values() -> dict[tuple[str, str, str], float]:
     return {(family, label, le): value for family, label, le, value in rows}
 
 
-def conversion_oldest_queued_at():
-    """When the conversion waiting longest was requested (None when none waits)."""
-    pending = Conversion.objects.filter(state=Conversion.State.PENDING)
-    return pending.aggregate(oldest=Min("created_at"))["oldest"]
+def conversion_oldest_queued_at(*, now=None):
+    """Since when the conversion waiting longest has waited: its request, or its run_at for
+    a scheduled one whose time has come; one still scheduled is not waiting (None when none
+    waits)."""
+    now = now or timezone.now()
+    pending = Conversion.objects.filter(state=Conversion.State.PENDING).exclude(run_at__gt=now)
+    return pending.aggregate(oldest=Min(Coalesce("run_at", "created_at")))["oldest"]
 
 
 def conversion_stats(*, since, limit: int = 5) -> dict:

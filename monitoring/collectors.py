@@ -29,8 +29,6 @@ from monitoring.workers import broker_redis, workers_online
 
 logger = logging.getLogger(__name__)
 
-# tagger has one priority today; the label is there so dashboards survive priorities.
-PRIORITY = "normal"
 # (family, its doc, its label, the label's values always shown): geoconvert.services.metrics
 # keeps the totals.
 HISTOGRAM_FAMILIES = (
@@ -65,7 +63,7 @@ def _histogram(
 
 
 class ConversionCollector(Collector):
-    """The conversions, from the database: three small queries per scrape, however many
+    """The conversions, from the database: four small queries per scrape, however many
     conversions there have been."""
 
     def collect(self):
@@ -84,10 +82,12 @@ class ConversionCollector(Collector):
         )
         queued = GaugeMetricFamily(
             "tagger_conversions_queued",
-            "Conversions requested and waiting for a worker.",
-            labels=["priority"],
+            "Conversions requested and not started: in the broker, waiting in the database "
+            "for their owner's share, or scheduled.",
+            labels=["priority", "where"],
         )
-        queued.add_metric([PRIORITY], counts[Conversion.State.PENDING])
+        for (lane, where), n in selectors.conversion_pending_counts().items():
+            queued.add_metric([lane, where], n)
         yield queued
         oldest = selectors.conversion_oldest_queued_at()
         yield GaugeMetricFamily(

@@ -17,12 +17,7 @@ from django.utils import timezone
 
 from geoconvert.models import Conversion, ConversionBatch, Priority, Stage
 from geoconvert.selectors import batch_summary
-from geoconvert.services.conversions import (
-    conversion_cancel,
-    conversion_params,
-    conversion_retry,
-    run_at_check,
-)
+from geoconvert.services.conversions import conversion_cancel, conversion_params, run_at_check
 from geoconvert.services.dispatch import conversions_release_softly
 from geoconvert.services.events import conversion_events_publish
 from geoconvert.services.transitions import (
@@ -74,26 +69,8 @@ def batch_start(
         )
         candidates = [row["pk"] for row in files if row["object_type"] == TreeItem.ObjectType.FILE]
         active = _active_items(candidates)
-        members = [
-            Conversion(
-                task_id=uuid.uuid4(),
-                item_id=item_id,
-                owner_id=folder.owner_id,
-                params=params,
-                batch=batch,
-                priority=priority,
-                run_at=run_at,
-                stage=Stage.SCHEDULED if run_at else Stage.QUEUED,
-            )
-            for item_id in candidates
-            if item_id not in active
-        ]
-        # A file a concurrent request has just started is skipped, not an error: the
-        # partial unique constraint turns its row into a no-op.
-        Conversion.objects.bulk_create(members, batch_size=CHUNK, ignore_conflicts=True)
-        created = list(Conversion.objects.filter(batch=batch).values_list("pk", flat=True))
-        record_backend_states_bulk(
-            created, State.PENDING, stage_meta(members[0].stage if members else Stage.QUEUED, 0)
+        created = _members_create(
+            batch, [(item_id, None) for item_id in candidates if item_id not in active]
         )
         batch.total = len(created)
         batch.skipped = len(files) - len(created) - _folders(files)
@@ -102,8 +79,6 @@ def batch_start(
         batch.save(update_fields=("total", "skipped", "state", "finished_at"))
         if not created:
             _tell_completed(batch)
-        conversion_events_publish(created)
-        transaction.on_commit(partial(conversions_release_softly, owner_ids=[folder.owner_id]))
     logger.info(
         "Batch %s: %s conversions of folder %s (%s skipped)",
         batch.pk,
@@ -112,6 +87,40 @@ def batch_start(
         batch.skipped,
     )
     return batch
+
+
+def _members_create(batch: ConversionBatch, members: list[tuple]) -> list:
+    """Bulk-create the batch's conversions of (item id, the conversion it retries) and their
+    mirrors and events; returns the ids created. A file a concurrent request has just started
+    is left out, not an error: the partial unique constraint turns its row into a no-op."""
+    stage = Stage.SCHEDULED if batch.run_at and batch.run_at > timezone.now() else Stage.QUEUED
+    rows = [
+        Conversion(
+            task_id=uuid.uuid4(),
+            item_id=item_id,
+            owner_id=batch.owner_id,
+            params=batch.params,
+            batch=batch,
+            retry_of_id=retry_of,
+            priority=batch.priority,
+            run_at=batch.run_at if stage == Stage.SCHEDULED else None,
+            stage=stage,
+        )
+        for item_id, retry_of in members
+    ]
+    Conversion.objects.bulk_create(rows, batch_size=CHUNK, ignore_conflicts=True)
+    wanted = [row.task_id for row in rows]
+    created = []
+    for start in range(0, len(wanted), CHUNK):
+        created.extend(
+            Conversion.objects.filter(pk__in=wanted[start : start + CHUNK]).values_list(
+                "pk", flat=True
+            )
+        )
+    record_backend_states_bulk(created, State.PENDING, stage_meta(stage, 0))
+    conversion_events_publish(created)
+    transaction.on_commit(partial(conversions_release_softly, owner_ids=[batch.owner_id]))
+    return created
 
 
 def _folders(files: list[dict]) -> int:
@@ -161,11 +170,8 @@ def batch_cancel(*, batch: ConversionBatch) -> ConversionBatch:
 
 
 def batch_retry(*, batch: ConversionBatch) -> tuple[ConversionBatch, int]:
-    """Retry the batch's failed members (their latest attempts); returns (batch, retried)."""
-    failed = Conversion.objects.filter(
-        batch=batch, state=State.FAILURE, retries__isnull=True
-    ).select_related("item", "batch")
-    retried = 0
+    """Retry the batch's failed members (their latest attempts), in bulk as the batch was
+    made; returns (batch, retried). Files converted or converting again meanwhile are left."""
     with transaction.atomic():
         batch = ConversionBatch.objects.select_for_update().get(pk=batch.pk)
         if batch.state == BatchState.CANCELLED:
@@ -174,18 +180,21 @@ def batch_retry(*, batch: ConversionBatch) -> tuple[ConversionBatch, int]:
                 code="batch_cancelled",
                 extra={"batch_id": str(batch.pk), "state": batch.state},
             )
-        for conversion in failed:
-            try:
-                conversion_retry(conversion=conversion)
-            except Conflict:  # converted or converting again meanwhile
-                continue
-            retried += 1
-        if retried:
+        failed = list(
+            Conversion.objects.filter(batch=batch, state=State.FAILURE, retries__isnull=True)
+            .exclude(item__object_type=TreeItem.ObjectType.GEO_RASTER_FILE)
+            .values_list("item_id", "pk")
+        )
+        active = _active_items([item_id for item_id, _ in failed])
+        created = _members_create(
+            batch, [(item_id, pk) for item_id, pk in failed if item_id not in active]
+        )
+        if created:
             ConversionBatch.objects.filter(pk=batch.pk).update(
                 state=BatchState.PROGRESS, finished_at=None
             )
     batch.refresh_from_db()
-    return batch, retried
+    return batch, len(created)
 
 
 # Following the members -----------------------------------------------------------------

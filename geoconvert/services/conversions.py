@@ -73,6 +73,10 @@ def conversion_start(
             run_at=run_at,
             stage=Stage.SCHEDULED if run_at else Stage.QUEUED,
         )
+        if batch is not None:  # a member retried on its own reopens its finished batch
+            ConversionBatch.objects.filter(
+                pk=batch.pk, state=ConversionBatch.State.COMPLETED
+            ).update(state=ConversionBatch.State.PROGRESS, finished_at=None)
         # Released only once the row is committed, so a worker never receives a task id it
         # cannot find. A broker failure raised here reaches the caller after the commit.
         transaction.on_commit(partial(conversion_submitted, conversion))

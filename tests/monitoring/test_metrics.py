@@ -66,7 +66,8 @@ def test_conversion_counts_and_gauges(activity):
     assert value(m, "tagger_conversions_total", state="FAILURE") == 1
     assert value(m, "tagger_conversions_total", state="CANCELLED") == 1
     assert value(m, "tagger_conversions_in_progress") == 1
-    assert value(m, "tagger_conversions_queued", priority="normal") == 2
+    assert value(m, "tagger_conversions_queued", priority="normal", where="waiting") == 2
+    assert value(m, "tagger_conversions_queued", priority="low", where="scheduled") == 0
     assert 44 * 60 < value(m, "tagger_conversion_oldest_queued_seconds") < 50 * 60
 
 
@@ -186,7 +187,7 @@ def test_no_label_names_a_task_a_user_or_a_host(activity, redis_client):
     m = scrape(Client())
     worker_presence_remove("a@test-host")
     labels = {name for key, pairs in m if key.startswith("tagger_") for name, _ in pairs}
-    assert labels <= {"state", "outcome", "stage", "priority", "queue", "route", "method",
+    assert labels <= {"state", "outcome", "stage", "priority", "where", "queue", "route", "method",
                       "status", "le"}  # fmt: skip
 
 
