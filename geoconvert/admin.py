@@ -140,22 +140,33 @@ class ConversionAdmin(admin.ModelAdmin):
         self._apply(request, queryset, conversions.conversion_retry, "retried")
 
     def _apply(self, request, queryset, service, verb):
-        """Call `service` on each selected conversion; report how many it accepted and, for
-        the others, the service's own reason."""
-        done, refused = 0, []
-        for conversion in queryset.select_related("item"):
-            try:
-                service(conversion=conversion)
-                done += 1
-            except ApplicationError as exc:
-                refused.append(f"{conversion.task_id}: {exc.message}")
-        self.message_user(
-            request, f"{done} conversion(s) {verb}.", messages.SUCCESS if done else messages.INFO
+        _apply_each(
+            self,
+            request,
+            queryset.select_related("item"),
+            lambda c: service(conversion=c),
+            verb,
+            "conversion(s)",
         )
-        if refused:
-            self.message_user(
-                request, f"{len(refused)} not {verb}: " + "; ".join(refused), messages.WARNING
-            )
+
+
+def _apply_each(modeladmin, request, objects, call, verb: str, noun: str) -> None:
+    """`call` each selected object (a service); report how many it accepted and, for the
+    others, the service's own reason."""
+    done, refused = 0, []
+    for obj in objects:
+        try:
+            call(obj)
+            done += 1
+        except ApplicationError as exc:
+            refused.append(f"{obj.pk}: {exc.message}")
+    modeladmin.message_user(
+        request, f"{done} {noun} {verb}.", messages.SUCCESS if done else messages.INFO
+    )
+    if refused:
+        modeladmin.message_user(
+            request, f"{len(refused)} not {verb}: " + "; ".join(refused), messages.WARNING
+        )
 
 
 class LatestConversionStateFilter(admin.SimpleListFilter):
@@ -253,17 +264,7 @@ class ConversionBatchAdmin(admin.ModelAdmin):
         )
 
     def _apply(self, request, queryset, service, verb):
-        done, refused = 0, []
-        for batch in queryset:
-            try:
-                service(batch=batch)
-                done += 1
-            except ApplicationError as exc:
-                refused.append(f"{batch.pk}: {exc.message}")
-        if done:
-            self.message_user(request, f"{done} batch(es) {verb}.", messages.SUCCESS)
-        for line in refused:
-            self.message_user(request, line, messages.WARNING)
+        _apply_each(self, request, queryset, lambda b: service(batch=b), verb, "batch(es)")
 
     @admin.action(description="Cancel the selected batches", permissions=["operate"])
     def cancel_selected(self, request, queryset):

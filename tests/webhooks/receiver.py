@@ -3,11 +3,12 @@ thread, answering each POST as the test scripts it and keeping what it was sent.
 
 import json
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks import Webhook
+
+from tests.geoconvert.reliability.helpers import wait_until  # noqa: F401  (the tests' wait)
 
 
 @dataclass
@@ -105,14 +106,3 @@ class Receiver:
         self.release_all()
         self.server.shutdown()
         self.server.server_close()
-
-
-def wait_until(predicate, what: str, timeout: float = 60, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
