@@ -7,10 +7,13 @@ The conversion app imports none of its receivers; they connect in their own AppC
 from django.dispatch import Signal
 
 # A conversion changed state: `task_id`, `transition` (a name of
-# geoconvert.services.transitions.TRANSITIONS, or "create"), and `bulk` True when it is one
-# of many changed together (a batch's waiting members cancelled): a receiver that acts once
-# per change rather than per conversion (the dispatcher) skips those.
+# geoconvert.services.transitions.TRANSITIONS, or "create").
 conversion_changed = Signal()
+
+# Many conversions of one user changed state together, in one bulk transition (a batch's
+# waiting members cancelled): `owner_id`, `task_ids`, `transition`. Not also sent one by
+# one: a receiver that tells each conversion reads them in bulk.
+conversions_changed = Signal()
 
 # A running conversion entered a new stage: `task_id`, `stage` (a geoconvert.models.Stage),
 # `progress`.

@@ -44,6 +44,18 @@ def webhook_delivery_get(*, endpoint: WebhookEndpoint, delivery_id) -> WebhookDe
     return delivery
 
 
+def conversions_of_owner(*, owner_id, task_ids: list) -> list:
+    """Of `task_ids`, those of the owner's conversions that still exist."""
+    found = []
+    for start in range(0, len(task_ids), 500):
+        found.extend(
+            Conversion.objects.filter(
+                owner_id=owner_id, pk__in=task_ids[start : start + 500]
+            ).values_list("pk", flat=True)
+        )
+    return found
+
+
 def webhook_endpoints_subscribed(*, owner_id, event_type: str) -> list[WebhookEndpoint]:
     """The owner's active endpoints that receive `event_type` (a user has a few endpoints;
     the list of events is read here rather than by a JSON lookup SQLite lacks)."""

@@ -200,10 +200,9 @@ def batch_retry(*, batch: ConversionBatch) -> tuple[ConversionBatch, int]:
 # Following the members -----------------------------------------------------------------
 
 
-def on_conversion_changed(sender, task_id, transition: str, bulk: bool = False, **kwargs) -> None:
-    """A member started or ended: move its batch on (inside the member's transaction). A
-    bulk change is the batch's own doing (batch_cancel), which moves it itself."""
-    if bulk or transition not in ("claim", "succeed", "fail", "cancel"):
+def on_conversion_changed(sender, task_id, transition: str, **kwargs) -> None:
+    """A member started or ended: move its batch on (inside the member's transaction)."""
+    if transition not in ("claim", "succeed", "fail", "cancel"):
         return
     batch_id = Conversion.objects.filter(pk=task_id).values_list("batch_id", flat=True).first()
     if batch_id is None:

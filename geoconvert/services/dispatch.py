@@ -201,9 +201,9 @@ def conversions_release_softly(**kwargs) -> None:
 _RELEASING = ("claim", "requeue", "succeed", "fail", "cancel")
 
 
-def on_conversion_changed(sender, task_id, transition: str, bulk: bool = False, **kwargs) -> None:
+def on_conversion_changed(sender, task_id, transition: str, **kwargs) -> None:
     """Once a start or an end commits, release waiting conversions (every user's: this is
     the dispatcher's pass "on every finish")."""
-    if bulk or transition not in _RELEASING:
+    if transition not in _RELEASING:
         return
     transaction.on_commit(conversions_release_softly)

@@ -32,7 +32,7 @@ from geoconvert.services.metrics import (
     conversion_metrics_record,
     conversions_unstarted_end_record,
 )
-from geoconvert.signals import conversion_changed
+from geoconvert.signals import conversion_changed, conversions_changed
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +66,7 @@ def conversion_create(**fields) -> Conversion:
     conversion = Conversion.objects.create(**fields)
     record_backend_state(conversion.task_id, State.PENDING, stage_meta(conversion.stage, 0))
     conversion_event_publish(conversion.task_id)
-    conversion_changed.send(
-        sender=Conversion, task_id=conversion.task_id, transition="create", bulk=False
-    )
+    conversion_changed.send(sender=Conversion, task_id=conversion.task_id, transition="create")
     return conversion
 
 
@@ -91,13 +89,14 @@ def conversion_transition(
                 mirror_softly(task_id, mirror, transition.target, meta)
             conversion_metrics_record(task_id, name, transition.target)
             conversion_event_publish(task_id)
-            conversion_changed.send(sender=Conversion, task_id=task_id, transition=name, bulk=False)
+            conversion_changed.send(sender=Conversion, task_id=task_id, transition=name)
     return updated
 
 
 def conversions_cancel_waiting(task_ids: list) -> list:
-    """The cancel transition for many conversions still PENDING at once (a batch's waiting
-    members): one UPDATE, their mirrors and counts in bulk, each one's event and signal.
+    """The cancel transition for many conversions of one user still PENDING at once (a
+    batch's waiting members): one UPDATE, their mirrors and counts in bulk, each one's event,
+    one conversions_changed.
     Returns the ids cancelled (those no longer PENDING are left as they are)."""
     now = timezone.now()
     cancelled = []
@@ -117,9 +116,10 @@ def conversions_cancel_waiting(task_ids: list) -> list:
         _mirror_bulk(cancelled, State.CANCELLED)
         conversions_unstarted_end_record(State.CANCELLED, len(cancelled))
         conversion_events_publish(cancelled)
-        for task_id in cancelled:
-            conversion_changed.send(
-                sender=Conversion, task_id=task_id, transition="cancel", bulk=True
+        if cancelled:
+            owner_id = Conversion.objects.values_list("owner_id", flat=True).get(pk=cancelled[0])
+            conversions_changed.send(
+                sender=Conversion, owner_id=owner_id, task_ids=cancelled, transition="cancel"
             )
     return cancelled
 

@@ -14,7 +14,11 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from webhooks.models import EventType, WebhookDelivery, WebhookEndpoint, WebhookEvent
-from webhooks.selectors import conversion_event_data, webhook_endpoints_subscribed
+from webhooks.selectors import (
+    conversion_event_data,
+    conversions_of_owner,
+    webhook_endpoints_subscribed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +137,20 @@ def _conversion_event(task_id, event_type: str, dedupe_key: str, **told) -> None
 def on_conversion_changed(*, task_id, transition, **kwargs) -> None:
     event_type = TRANSITION_EVENTS.get(transition)
     if event_type is not None:
+        _conversion_event(task_id, event_type, f"{event_type.value}:{task_id}")
+
+
+@_receiver
+def on_conversions_changed(*, owner_id, task_ids, transition, **kwargs) -> None:
+    """Many conversions changed together: nothing is read per conversion unless the owner
+    has an endpoint subscribed to the event."""
+    event_type = TRANSITION_EVENTS.get(transition)
+    if event_type is None:
+        return
+    endpoints = webhook_endpoints_subscribed(owner_id=owner_id, event_type=event_type)
+    if not endpoints:
+        return
+    for task_id in conversions_of_owner(owner_id=owner_id, task_ids=list(task_ids)):
         _conversion_event(task_id, event_type, f"{event_type.value}:{task_id}")
 
 

@@ -14,6 +14,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
 
 import geoconvert.tasks  # noqa: F401  (registers the tasks, as the worker's autodiscovery does)
+import webhooks.tasks  # noqa: F401
 from geoconvert.beat import PERIODIC_TASKS, periodic_tasks_register
 from geoconvert.models import Conversion
 from geoconvert.services.conversions import conversion_start

@@ -101,3 +101,27 @@ def test_batch_completed_carries_the_summary(user):
     batch_completed.send(sender=None, batch_id=summary["id"], owner_id=user.pk, summary=summary)
     event = WebhookEvent.objects.get()
     assert event.type == "batch.completed" and event.payload["data"] == summary
+
+
+def test_cancelling_a_batch_tells_each_member_s_cancel_once(
+    user, other_user, django_capture_on_commit_callbacks
+):
+    from geoconvert.services.batches import batch_cancel, batch_start
+
+    folder = item_create(owner=user, name="survey")
+    for name in ("a.tif", "b.tif", "c.tif"):
+        item_create(owner=user, name=name, parent=folder, file=ContentFile(b"x"))
+    with django_capture_on_commit_callbacks(execute=False):
+        batch = batch_start(folder=folder)
+    endpoint = _subscribe(user, "conversion.cancelled")
+    _subscribe(other_user, "conversion.cancelled")
+
+    with django_capture_on_commit_callbacks(execute=False):
+        batch_cancel(batch=batch)
+
+    events = WebhookEvent.objects.filter(type="conversion.cancelled")
+    assert sorted(e.payload["data"]["task_id"] for e in events) == sorted(
+        str(pk) for pk in batch.conversions.values_list("pk", flat=True)
+    )
+    assert {e.payload["data"]["batch_id"] for e in events} == {str(batch.pk)}
+    assert set(WebhookDelivery.objects.values_list("endpoint_id", flat=True)) == {endpoint.pk}
