@@ -3,9 +3,9 @@ conversions, and follow, cancel and retry them together.
 
 Members are created in bulk and wait in the database; the dispatcher sends them to the
 broker as their owner's share allows (geoconvert.services.dispatch), so a 10,000-file
-folder costs a few bulk INSERTs, not 10,000 messages. A batch's state moves on with its
-members (`on_conversion_changed`, inside each member's transition): PROGRESS at the first
-start, COMPLETED when the last one ends.
+folder costs a few bulk INSERTs, not 10,000 messages, mirrors or events. A batch's state
+moves on with its members (`on_conversion_changed`, inside each member's transition):
+PROGRESS at the first start, COMPLETED when the last one ends.
 """
 
 import logging
@@ -19,12 +19,7 @@ from geoconvert.models import Conversion, ConversionBatch, Priority, Stage
 from geoconvert.selectors import batch_summary
 from geoconvert.services.conversions import conversion_cancel, conversion_params, run_at_check
 from geoconvert.services.dispatch import conversions_release_softly
-from geoconvert.services.events import conversion_events_publish
-from geoconvert.services.transitions import (
-    conversions_cancel_waiting,
-    record_backend_states_bulk,
-    stage_meta,
-)
+from geoconvert.services.transitions import conversions_cancel_waiting
 from geoconvert.signals import batch_completed
 from tagger.errors import ApplicationError, Conflict
 from tagger.models import TreeItem
@@ -90,8 +85,8 @@ def batch_start(
 
 
 def _members_create(batch: ConversionBatch, members: list[tuple]) -> list:
-    """Bulk-create the batch's conversions of (item id, the conversion it retries) and their
-    mirrors and events; returns the ids created. A file a concurrent request has just started
+    """Bulk-create the batch's conversions of (item id, the conversion it retries); returns
+    the ids created. A file a concurrent request has just started
     is left out, not an error: the partial unique constraint turns its row into a no-op."""
     stage = Stage.SCHEDULED if batch.run_at and batch.run_at > timezone.now() else Stage.QUEUED
     rows = [
@@ -117,8 +112,9 @@ def _members_create(batch: ConversionBatch, members: list[tuple]) -> list:
                 "pk", flat=True
             )
         )
-    record_backend_states_bulk(created, State.PENDING, stage_meta(stage, 0))
-    conversion_events_publish(created)
+    # Neither a result-backend mirror nor an event yet: a member becomes a Celery task when
+    # the dispatcher sends it (which records both), and until then the batch's counts and
+    # the database tell its state.
     transaction.on_commit(partial(conversions_release_softly, owner_ids=[batch.owner_id]))
     return created
 

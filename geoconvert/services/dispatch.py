@@ -125,7 +125,7 @@ def conversion_send(task_id, *, owner_id, cap: int | None = None) -> bool:
         list(get_user_model().objects.select_for_update().filter(pk=owner_id).values("pk"))
         row = (
             Conversion.objects.filter(pk=task_id, state=State.PENDING, queued_at__isnull=True)
-            .values("item_id", "priority", "stage")
+            .values("item_id", "priority", "stage", "batch_id")
             .first()
         )
         if row is None:
@@ -137,7 +137,9 @@ def conversion_send(task_id, *, owner_id, cap: int | None = None) -> bool:
         ).update(queued_at=now, stage=Stage.QUEUED)
         if not claimed:
             return False
-        if row["stage"] != Stage.QUEUED:  # it was Scheduled
+        if row["stage"] != Stage.QUEUED or row["batch_id"] is not None:
+            # A scheduled conversion's stage changed; a batch member becomes a Celery task
+            # only now (batch_start records neither its mirror nor an event).
             record_backend_state(task_id, State.PENDING, stage_meta(Stage.QUEUED, 0))
             conversion_event_publish(task_id)
         _send_task(task_id, item_id=row["item_id"], priority=row["priority"])

@@ -125,18 +125,26 @@ def conversions_cancel_waiting(task_ids: list) -> list:
 
 
 def _mirror_bulk(task_ids: list, state: str) -> None:
-    """The mirrors of conversions that ended in `state` before they started: copies of the
-    first one's row, as the backend itself wrote it."""
-    if not task_ids:
+    """The mirrors of conversions that ended in `state` before they started, for those that
+    have one (a batch member gets its mirror when it is sent): copies of the first one's
+    row, as the backend itself wrote it."""
+    mirrored = []
+    for start in range(0, len(task_ids), 500):
+        mirrored.extend(
+            TaskResult.objects.filter(
+                task_id__in=[str(pk) for pk in task_ids[start : start + 500]]
+            ).values_list("task_id", flat=True)
+        )
+    if not mirrored:
         return
-    first = task_ids[0]
+    first = mirrored[0]
     stage, progress = Conversion.objects.values_list("stage", "progress").get(pk=first)
     record_backend_state(first, state, stage_meta(stage, progress))
-    template = TaskResult.objects.get(task_id=str(first))
-    for start in range(1, len(task_ids), 500):
-        TaskResult.objects.filter(
-            task_id__in=[str(pk) for pk in task_ids[start : start + 500]]
-        ).update(status=template.status, result=template.result, date_done=template.date_done)
+    template = TaskResult.objects.get(task_id=first)
+    for start in range(1, len(mirrored), 500):
+        TaskResult.objects.filter(task_id__in=mirrored[start : start + 500]).update(
+            status=template.status, result=template.result, date_done=template.date_done
+        )
 
 
 def _meta(task_id, state: str, fields: dict) -> dict:
@@ -169,30 +177,6 @@ def record_backend_state(task_id, state: str, meta: dict) -> None:
     """Mirror a state into django-celery-results, so the admin and Flower agree with the API."""
     request = _BackendRequest(task=TASK_NAME, args=[str(task_id)], kwargs={})
     current_app.backend.store_result(str(task_id), meta, state, request=request)
-
-
-def record_backend_states_bulk(task_ids: list, state: str, meta: dict) -> None:
-    """record_backend_state for many new conversions at once (a batch's members): the first
-    is stored by the backend itself, the rest are copies of its row made in bulk."""
-    if not task_ids:
-        return
-    first = str(task_ids[0])
-    record_backend_state(first, state, meta)
-    template = TaskResult.objects.get(task_id=first)
-    copies = []
-    for task_id in task_ids[1:]:
-        task_id = str(task_id)
-        copy = TaskResult(
-            **{
-                f.attname: getattr(template, f.attname)
-                for f in TaskResult._meta.concrete_fields
-                if not f.primary_key
-            }
-        )
-        copy.task_id = task_id
-        copy.task_args = (template.task_args or "").replace(first, task_id)
-        copies.append(copy)
-    TaskResult.objects.bulk_create(copies, batch_size=500)
 
 
 @dataclass

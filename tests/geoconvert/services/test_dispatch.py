@@ -7,6 +7,7 @@ import datetime
 import pytest
 from django.core.files.base import ContentFile
 from django.utils import timezone
+from django_celery_results.models import TaskResult
 
 from geoconvert.models import Conversion, Priority
 from geoconvert.services.batches import batch_start
@@ -109,4 +110,10 @@ def test_a_batch_s_members_wait_in_the_database(user, share):
 
     assert batch.total == 10
     assert Conversion.objects.filter(batch=batch, queued_at__isnull=True).count() == 10
-    assert len(conversions_release().sent) == share
+    # A member becomes a Celery task (its result-backend mirror) when it is sent.
+    assert not TaskResult.objects.exists()
+    sent = conversions_release().sent
+    assert len(sent) == share
+    assert sorted(TaskResult.objects.values_list("task_id", "status")) == sorted(
+        (task_id, "PENDING") for task_id in sent
+    )
