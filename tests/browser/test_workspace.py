@@ -300,3 +300,34 @@ def test_a_raster_without_georeferencing_is_placed_by_crs_and_bounds(visit, live
     expect(metadata).to_contain_text("EPSG:4326")
     expect(metadata).to_contain_text("W 15, S 45, E 15.5, N 45.5")
     expect(page.locator(".raster-tiles img.leaflet-tile-loaded").first).to_be_visible()
+
+
+def test_a_folder_is_converted_as_a_batch_and_followed(visit, live_worker, tmp_path, screenshot):
+    user = UserFactory()
+    survey = item_create(owner=user, name="Survey")
+    for name, make in (("a.tif", rasters.rgb_byte_tiff), ("b.tif", rasters.palette_tiff)):
+        with open(make(tmp_path / name), "rb") as fh:
+            item_create(owner=user, name=name, parent=survey, file=File(fh, name=name))
+    item_create(owner=user, name="notes.txt", parent=survey, file=ContentFile(b"field notes"))
+    session = visit()
+    page = session.sign_in(user)
+    expect(page.get_by_role("button", name="Convert every file in this folder")).to_be_hidden()
+    page.get_by_role("link", name="Survey").click()
+
+    page.get_by_role("button", name="Convert every file in this folder").click()
+
+    expect(page.locator("#notice")).to_have_text("Converting 3 files of this folder.")
+    expect(page.locator("#batch-text")).to_have_text(
+        "Done: 2 converted, 1 failed.", timeout=CONVERSION_TIMEOUT_MS
+    )
+    expect(page.get_by_label("Folder conversion")).to_have_attribute("value", "100")
+    expect(page.get_by_role("button", name="Cancel the folder's conversion")).to_be_hidden()
+    rows = page.locator("#items tr")
+    expect(rows.filter(has_text="a.tif")).to_contain_text("Converted")
+    expect(rows.filter(has_text="notes.txt")).to_contain_text("Failed")
+    screenshot(page, "workspace-batch")
+    # Converting it again starts nothing new for what is converted.
+    page.get_by_role("button", name="Convert every file in this folder").click()
+    expect(page.locator("#notice")).to_have_text(
+        "Converting 1 file of this folder (2 converted or converting already)."
+    )

@@ -21,6 +21,9 @@ const state = {
   cancelling: new Set(),
   detailsTimer: null,
   etaTimer: null,
+  // The folder batch this page follows: {id, folderId}, polled until it finishes.
+  batch: null,
+  batchTimer: null,
 };
 
 // ---------------------------------------------------------------------------- messages
@@ -154,6 +157,8 @@ async function loadFolder() {
   }
   renderBreadcrumbs(ancestors);
   renderItems();
+  $("convert-folder-button").hidden = !state.folderId;
+  $("batch").hidden = !state.batch || state.batch.folderId !== state.folderId;
 }
 
 // The folder and its ancestors, top first.
@@ -692,3 +697,74 @@ feed.start();
 // For the browser tests and anyone curious: which transport feeds the bar.
 window.tagger = { feed };
 route();
+
+// ---------------------------------------------------------------------------- folder batches
+
+const BATCH_POLL_MS = 1000;
+
+$("convert-folder-button").addEventListener("click", async () => {
+  const folderId = state.folderId;
+  try {
+    const accepted = await api(`${API}/tree-items/${folderId}/convert-to-geo-raster`, {
+      method: "POST",
+      json: {},
+    });
+    clearError();
+    const skipped = accepted.skipped ? ` (${accepted.skipped} converted or converting already)` : "";
+    const files = accepted.total === 1 ? "1 file" : `${accepted.total} files`;
+    notify(`Converting ${files} of this folder${skipped}.`);
+    followBatch(accepted.batch_id, folderId);
+  } catch (error) {
+    showError(error);
+  }
+});
+
+$("batch-cancel").addEventListener("click", async () => {
+  if (!state.batch) return;
+  try {
+    renderBatch(await api(`${API}/batches/${state.batch.id}/cancel`, { method: "POST" }));
+    clearError();
+    notify("The folder's conversion was cancelled.");
+  } catch (error) {
+    showError(error);
+  }
+});
+
+function followBatch(batchId, folderId) {
+  window.clearTimeout(state.batchTimer);
+  state.batch = { id: batchId, folderId };
+  pollBatch();
+}
+
+async function pollBatch() {
+  const batch = state.batch;
+  if (!batch) return;
+  try {
+    const body = await api(`${API}/batches/${batch.id}`);
+    if (state.batch !== batch) return;
+    renderBatch(body);
+    if (body.state === "COMPLETED" || body.state === "CANCELLED") {
+      if (state.folderId === batch.folderId) await loadFolder();
+      return;
+    }
+  } catch (error) {
+    showError(error);
+  }
+  state.batchTimer = window.setTimeout(pollBatch, BATCH_POLL_MS);
+}
+
+function renderBatch(body) {
+  const finished = body.state === "COMPLETED" || body.state === "CANCELLED";
+  $("batch").hidden = state.folderId !== state.batch?.folderId;
+  $("batch-bar").value = body.progress;
+  const c = body.counts;
+  const done = c.SUCCESS + c.FAILURE + c.CANCELLED;
+  const parts = [`${c.SUCCESS} converted`];
+  if (c.FAILURE) parts.push(`${c.FAILURE} failed`);
+  if (c.CANCELLED) parts.push(`${c.CANCELLED} cancelled`);
+  const head = finished
+    ? body.state === "CANCELLED" ? "Cancelled" : "Done"
+    : `${done} of ${body.total} files`;
+  $("batch-text").textContent = `${head}: ${parts.join(", ")}.`;
+  $("batch-cancel").hidden = finished;
+}
