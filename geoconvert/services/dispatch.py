@@ -7,7 +7,8 @@ dispatcher (`conversions_release`) sends waiting conversions to the broker:
   (sent and not yet started), so one user's 10,000 files never stand in front of everyone;
   the high lane has a share of its own (the same size), so a user's urgent conversion is
   never stuck behind their own batch;
-- across users in turn, one conversion per user per round;
+- across users in turn, one conversion per user per round, the user whose conversion has
+  waited longest first;
 - a user's own in their lanes' order (high, normal, low), oldest first;
 - not before a conversion's `run_at`.
 
@@ -26,7 +27,7 @@ from celery import current_app
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
@@ -75,7 +76,14 @@ def conversions_release(*, owner_ids=None, now=None) -> ReleaseSummary:
     waiting = waiting_conversions(now)
     if owner_ids is not None:
         waiting = waiting.filter(owner_id__in=list(owner_ids))
-    owners = sorted(set(waiting.values_list("owner_id", flat=True)))
+    # Users in turn, the one whose conversion has waited longest first.
+    owners = list(
+        waiting.order_by()
+        .values("owner_id")
+        .annotate(oldest=Min("created_at"))
+        .order_by("oldest")
+        .values_list("owner_id", flat=True)
+    )
     summary = ReleaseSummary()
     if not owners:
         return summary

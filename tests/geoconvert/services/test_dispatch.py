@@ -59,14 +59,13 @@ def test_users_are_served_in_turn(user, other_user, share):
 
     sent = conversions_release().sent
 
-    # One of each user's per round, so the second user's are not behind the first's share.
-    first, second = sorted([user.pk, other_user.pk])
-    order = {user.pk: mine, other_user.pk: theirs}
+    # One of each user's per round (the one who has waited longest first), so the second
+    # user's are not behind the first's share.
     expected = []
     for turn in range(share):
-        for owner in (first, second):
-            if turn < len(order[owner]):
-                expected.append(str(order[owner][turn].task_id))
+        for queue in (mine, theirs):
+            if turn < len(queue):
+                expected.append(str(queue[turn].task_id))
     assert sent == expected
 
 
