@@ -1,6 +1,4 @@
 import logging
-import shutil
-from pathlib import Path
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
@@ -10,7 +8,7 @@ from django.utils import timezone
 from tagger.errors import ApplicationError, PayloadTooLarge
 from tagger.models import GeoRaster, TreeItem
 from tagger.selectors import item_subtree_ids
-from tagger.storage import item_dir, sha256_of_chunks
+from tagger.storage import item_files_delete, sha256_of_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +98,7 @@ def item_delete(*, item: TreeItem) -> None:
 
 @transaction.atomic
 def geo_raster_publish(*, item_id, file_name: str, sha256: str, metadata: dict) -> None:
-    """Make the item a geo-raster file whose COG is `file_name` (relative to MEDIA_ROOT), of
+    """Make the item a geo-raster file whose COG is `file_name` (a name in the storage), of
     content hash `sha256`, described by `metadata` (GeoRaster.METADATA_FIELDS). The statistics
     and thumbnail of a previous COG no longer apply and are cleared."""
     GeoRaster.objects.update_or_create(
@@ -120,9 +118,10 @@ def geo_raster_publish(*, item_id, file_name: str, sha256: str, metadata: dict) 
 
 
 def _remove_item_dirs(items) -> None:
-    root = Path(settings.MEDIA_ROOT)
-    for item in items:
-        shutil.rmtree(root / item_dir(item), ignore_errors=True)
+    try:
+        item_files_delete(items)
+    except Exception:  # the store is down: housekeeping removes them later
+        logger.warning("Could not remove the files of %s items now", len(items), exc_info=True)
 
 
 def geo_raster_describe_save(

@@ -140,6 +140,30 @@ def _ensure_redis() -> str:
     return _embedded.url
 
 
+_moto = None
+
+
+def _ensure_s3() -> None:
+    """On the suite's S3 run, a local S3 server with the test bucket (moto's server mode,
+    its own process), unless AWS_S3_ENDPOINT_URL names a store already."""
+    global _moto
+    from django.conf import settings
+
+    if settings.TAGGER_STORAGE != "s3":
+        return
+    from tests import s3server
+
+    endpoint = os.environ.get("AWS_S3_ENDPOINT_URL")
+    if not endpoint:
+        _moto = s3server.MotoServer()
+        endpoint = _moto.start()
+        # Seen by the workers the tests start, and by the settings already loaded.
+        os.environ["AWS_S3_ENDPOINT_URL"] = endpoint
+        settings.AWS_S3_ENDPOINT_URL = endpoint
+        settings.STORAGES["default"]["OPTIONS"]["endpoint_url"] = endpoint
+    s3server.create_bucket(endpoint, settings.AWS_STORAGE_BUCKET_NAME)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # As early as a conftest can run: before any test module is imported and before
     # pytest-xdist starts its workers, which inherit REDIS_URL and so share this server.
@@ -151,10 +175,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
     settings.VAR_DIR.mkdir(exist_ok=True)
     _ensure_redis()
+    _ensure_s3()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    global _embedded
+    global _embedded, _moto
+    if _moto is not None:
+        _moto.stop()
+        _moto = None
     if _embedded is not None:
         _embedded.stop()
         _embedded = None

@@ -134,6 +134,55 @@ STATICFILES_DIRS = [("leaflet", xstatic.pkg.leaflet.BASE_DIR)]
 # API, which checks ownership.
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=VAR_DIR / "media")
 MEDIA_URL = "media/"
+# Where uploads and COGs are kept (tagger/storage.py): "local", files under MEDIA_ROOT (the
+# embedded default), or "s3", any S3-compatible object store through django-storages, so that
+# worker hosts need no shared disk (docs/scaling.md). Credentials and region come from the
+# environment as boto3 reads them (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), or from these.
+TAGGER_STORAGE = env.str("TAGGER_STORAGE", default="local").strip().lower()
+if TAGGER_STORAGE not in ("local", "s3"):
+    raise ValueError(f"TAGGER_STORAGE must be 'local' or 's3', not {TAGGER_STORAGE!r}")
+AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME", default="")
+AWS_S3_ENDPOINT_URL = env.str("AWS_S3_ENDPOINT_URL", default="") or None
+AWS_S3_ADDRESSING_STYLE = env.str("AWS_S3_ADDRESSING_STYLE", default="") or None
+AWS_S3_REGION_NAME = env.str("AWS_S3_REGION_NAME", default="") or None
+AWS_ACCESS_KEY_ID = env.str("AWS_ACCESS_KEY_ID", default="") or None
+AWS_SECRET_ACCESS_KEY = env.str("AWS_SECRET_ACCESS_KEY", default="") or None
+if TAGGER_STORAGE == "s3" and not AWS_STORAGE_BUCKET_NAME:
+    raise ValueError("TAGGER_STORAGE=s3 needs AWS_STORAGE_BUCKET_NAME")
+# On S3, downloads and signed links answer with a redirect to a presigned URL valid this long
+# (the store then serves the bytes and their ranges). "proxy": Django streams them from the
+# store instead, for stores the clients cannot reach.
+TAGGER_S3_DELIVERY = env.str("TAGGER_S3_DELIVERY", default="redirect").strip().lower()
+if TAGGER_S3_DELIVERY not in ("redirect", "proxy"):
+    raise ValueError(f"TAGGER_S3_DELIVERY must be redirect or proxy, not {TAGGER_S3_DELIVERY!r}")
+TAGGER_S3_PRESIGN_SECONDS = env.int("TAGGER_S3_PRESIGN_SECONDS", default=600)
+# Where a worker writes a COG before uploading it to the store (s3 only: on local storage the
+# COG is written beside the original). It needs about the largest output plus its overviews.
+TAGGER_SCRATCH_DIR = env.path("TAGGER_SCRATCH_DIR", default=VAR_DIR / "scratch")
+_S3_OPTIONS = {
+    "bucket_name": AWS_STORAGE_BUCKET_NAME,
+    "endpoint_url": AWS_S3_ENDPOINT_URL,
+    "addressing_style": AWS_S3_ADDRESSING_STYLE,
+    "region_name": AWS_S3_REGION_NAME,
+    "access_key": AWS_ACCESS_KEY_ID,
+    "secret_key": AWS_SECRET_ACCESS_KEY,
+    "signature_version": "s3v4",
+    # Names are server-generated and unique; an existing key is never written over.
+    "file_overwrite": False,
+    "default_acl": None,
+    "querystring_auth": True,
+    "querystring_expire": TAGGER_S3_PRESIGN_SECONDS,
+    # Every upload is checked end to end by the store (a SHA-256 per part when multipart).
+    "object_parameters": {"ChecksumAlgorithm": "SHA256"},
+}
+STORAGES = {
+    "default": (
+        {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": _S3_OPTIONS}
+        if TAGGER_STORAGE == "s3"
+        else {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    ),
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 # https://docs.djangoproject.com/en/5.2/ref/settings/#file-upload-max-memory-size
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024

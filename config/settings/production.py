@@ -41,7 +41,7 @@ MIDDLEWARE = [
     *MIDDLEWARE[_AFTER_SECURITY:],
 ]
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    **STORAGES,  # noqa: F405 - local files or S3, as TAGGER_STORAGE says
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 

@@ -1,10 +1,8 @@
 """Looking at a COG: Web Mercator map tiles, the TileJSON document a browser map starts
 from, and the thumbnail. Tiles and thumbnails are rendered by geoconvert.raster.render."""
 
-from pathlib import Path
-
 from django.conf import settings
-from django.http import FileResponse, HttpResponse
+from django.http import HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import get_conditional_response
@@ -17,12 +15,14 @@ from rest_framework.views import APIView
 
 from geoconvert.api.serializers import TileJSONInput, TileJSONOutput
 from geoconvert.raster import render
+from geoconvert.services.engine import storage_env
 from tagger import links
 from tagger.api.auth import LINK_AUTHENTICATION
 from tagger.api.schema import ErrorOutput
 from tagger.errors import NotFound
 from tagger.models import GeoRaster
 from tagger.selectors import geo_raster_get
+from tagger.storage import file_read, gdal_name
 
 # Part of every tile's and thumbnail's ETag: raise it when rendering changes, so clients
 # holding a cached image fetch the new one.
@@ -77,14 +77,15 @@ class TileView(APIView):
         if cached is not None:
             return _with_headers(cached, headers)
         headers |= _proxy_cache_headers(request)
-        png = render.tile_png(
-            _media_path(geo_raster.file.name),
-            x,
-            y,
-            z,
-            statistics=geo_raster.statistics,
-            tilesize=256 * self.scale,
-        )
+        with storage_env():
+            png = render.tile_png(
+                gdal_name(geo_raster.file.name),
+                x,
+                y,
+                z,
+                statistics=geo_raster.statistics,
+                tilesize=256 * self.scale,
+            )
         if png is None:
             return HttpResponse(status=204, headers=headers)
         return HttpResponse(png, content_type=PNG, headers=headers)
@@ -107,7 +108,8 @@ class TileJSONView(APIView):
         geo_raster = geo_raster_get(user=request.user, item_id=item_id)
         query = TileJSONInput(data=request.query_params)
         query.is_valid(raise_exception=True)
-        info = render.tile_info(_media_path(geo_raster.file.name))
+        with storage_env():
+            info = render.tile_info(gdal_name(geo_raster.file.name))
         return Response(
             TileJSONOutput(
                 {
@@ -142,10 +144,10 @@ class ThumbnailView(APIView):
         cached = get_conditional_response(request, etag=headers["ETag"])
         if cached is not None:
             return _with_headers(cached, headers)
-        path = _media_path(geo_raster.thumbnail.name)
-        if not path.is_file():
+        png = file_read(geo_raster.thumbnail.name)
+        if png is None:
             raise NotFound("The thumbnail is missing from storage.", code="thumbnail_not_ready")
-        return _with_headers(FileResponse(open(path, "rb"), content_type=PNG), headers)
+        return _with_headers(HttpResponse(png, content_type=PNG), headers)
 
 
 def _tile_template(request, geo_raster: GeoRaster, scale: int) -> str:
@@ -174,10 +176,6 @@ def _proxy_cache_headers(request) -> dict:
     elif not isinstance(request.successful_authenticator, TokenAuthentication):
         return {}
     return {"X-Accel-Expires": str(seconds)} if seconds > 0 else {}
-
-
-def _media_path(name: str) -> Path:
-    return Path(settings.MEDIA_ROOT) / name
 
 
 def _with_headers(response, headers: dict):

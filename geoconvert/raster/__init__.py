@@ -7,8 +7,10 @@ can be run, tested and benchmarked alone.
 Safety: an upload is hostile until proven otherwise. Its first bytes must name a self-contained
 format (``ALLOWED_DRIVERS``) and GDAL opens it with that one driver only, reading through an
 opener that serves exactly that file, read-only; PAM, sidecars and the network are fenced off
-(``gdal_env()``); size limits are checked from the header before any pixel is read; the text of
-a ``RasterError`` is ours, GDAL's own (which names server paths) is only logged.
+(``gdal_env()``; a source in an S3 bucket is read by its ``/vsis3/`` name inside
+``remote_env()``, and GDAL may reach that one object); size limits are checked from the
+header before any pixel is read; the text of a ``RasterError`` is ours, GDAL's own (which
+names server paths) is only logged.
 
 Modules: ``options`` (options, limits, steps, result, errors: the defaults live there),
 ``source`` (the boundary for the untrusted file: identify, open, read, cancel), ``validate``
@@ -29,7 +31,7 @@ from .options import (
     RasterInfo,
     Step,
 )
-from .source import ALLOWED_DRIVERS, gdal_env
+from .source import ALLOWED_DRIVERS, S3Access, gdal_env, remote_env
 from .validate import check_request
 from .write import convert
 
@@ -42,8 +44,10 @@ __all__ = [
     "Limits",
     "RasterError",
     "RasterInfo",
+    "S3Access",
     "Step",
     "convert",
     "describe",
     "gdal_env",
+    "remote_env",
 ]

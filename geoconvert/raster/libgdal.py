@@ -103,6 +103,22 @@ def create_copy(
         lib.GDALClose(src)
 
 
+def read_head(name: str, size: int) -> bytes:
+    """The first ``size`` bytes of a file GDAL can open (a ``/vsis3/`` object, say), read
+    through GDAL's virtual file systems in the current GDAL environment.
+    Raises FileNotFoundError when GDAL cannot open it."""
+    lib = _lib()
+    handle = lib.VSIFOpenL(os.fsencode(name), b"rb")
+    if not handle:
+        raise FileNotFoundError(f"GDAL cannot open {name}")
+    try:
+        buffer = ctypes.create_string_buffer(size)
+        read = lib.VSIFReadL(buffer, 1, size, handle)
+        return buffer.raw[:read]
+    finally:
+        lib.VSIFCloseL(handle)
+
+
 def _string_list(items) -> ctypes.Array:
     """A NULL-terminated ``char **``."""
     encoded = [item.encode() for item in items]
@@ -146,6 +162,12 @@ def _lib() -> ctypes.CDLL:
     ]
     lib.GDALClose.restype = None  # CPLErr only since GDAL 3.7: the error state says it all
     lib.GDALClose.argtypes = [ctypes.c_void_p]
+    lib.VSIFOpenL.restype = ctypes.c_void_p
+    lib.VSIFOpenL.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    lib.VSIFReadL.restype = ctypes.c_size_t
+    lib.VSIFReadL.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p]
+    lib.VSIFCloseL.restype = ctypes.c_int
+    lib.VSIFCloseL.argtypes = [ctypes.c_void_p]
     lib.CPLErrorReset.restype = None
     lib.CPLErrorReset.argtypes = []
     lib.CPLGetLastErrorType.restype = ctypes.c_int

@@ -6,6 +6,9 @@
 - GDAL reads the file only through an opener that serves exactly that file, read-only; any
   other path it asks for (sidecars, .ovr, .aux.xml, ...) does not exist for it. PAM is off
   so nothing is written next to the source; network access is fenced off in ``gdal_env()``.
+- A source in an S3 bucket (``/vsis3/<bucket>/<key>``, read through GDAL with the
+  credentials of ``remote_env()``) is opened by that name with the one driver, and the fence
+  lets GDAL reach that one object and nothing else.
 
 Cancellation. ``should_cancel`` is asked between steps and, while the COG is written, from the
 reads GDAL makes of the source and from GDAL's progress callback (``write``): each asks at
@@ -26,11 +29,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import rasterio
 
+from . import libgdal
 from .options import COPY_ERRORS, CogOptions, ConversionCancelled, RasterError
 
 logger = logging.getLogger(__name__)
@@ -59,8 +64,75 @@ RECENT_READ_MAX_BYTES = 1024**2  # larger reads are not remembered
 CANCEL_POLL_SECONDS = 1.0
 
 
-def gdal_env(options: CogOptions = CogOptions()) -> rasterio.Env:
-    """The GDAL environment every open and conversion here runs in."""
+# GDAL's names for objects of an S3-compatible store; the only remote sources there are.
+REMOTE_PREFIXES = ("/vsis3/",)
+
+
+def is_remote(path: str | os.PathLike) -> bool:
+    """True for a source GDAL reads from an object store (``/vsis3/...``)."""
+    return os.fspath(path).startswith(REMOTE_PREFIXES)
+
+
+@dataclass(frozen=True)
+class S3Access:
+    """How GDAL's /vsis3/ reaches a bucket (the service passes its storage's settings)."""
+
+    endpoint: str | None = None  # host[:port]; None: AWS itself
+    https: bool = True
+    virtual_hosting: bool = True  # False: path-style addresses (local servers)
+    region: str | None = None
+    access_key: str | None = None  # None: boto3's own lookup (environment, role, ...)
+    secret_key: str | None = None
+
+
+def remote_env(access: S3Access | None) -> contextlib.AbstractContextManager:
+    """The environment in which ``/vsis3/`` names reach the store of ``access``; enter it
+    around ``convert()``, ``describe()``, statistics and rendering of objects there. None:
+    nothing to set (files on disk)."""
+    if access is None:
+        return contextlib.nullcontext()
+    from rasterio.session import AWSSession
+
+    session = AWSSession(
+        aws_access_key_id=access.access_key,
+        aws_secret_access_key=access.secret_key,
+        region_name=access.region,
+        endpoint_url=access.endpoint,
+    )
+    return rasterio.Env(
+        session=session,
+        AWS_HTTPS="YES" if access.https else "NO",
+        AWS_VIRTUAL_HOSTING="TRUE" if access.virtual_hosting else "FALSE",
+        **REMOTE_HTTP,
+    )
+
+
+# Reads of a remote source: a store that stalls is retried, not waited on for ever.
+REMOTE_HTTP = {
+    "GDAL_HTTP_TIMEOUT": 60,
+    "GDAL_HTTP_CONNECTTIMEOUT": 10,
+    "GDAL_HTTP_MAX_RETRY": 4,
+    "GDAL_HTTP_RETRY_DELAY": 1,
+}
+
+
+def gdal_env(
+    options: CogOptions = CogOptions(), *, source: str | os.PathLike | None = None
+) -> rasterio.Env:
+    """The GDAL environment every open and conversion here runs in; with a remote
+    ``source``, inside ``remote_env()``, GDAL may reach that one object."""
+    if source is not None and is_remote(source):
+        # Suffixes GDAL's network file systems consider to exist: only the source's own name.
+        network = {"CPL_VSIL_CURL_ALLOWED_EXTENSIONS": os.fspath(source).split("/", 3)[-1]}
+    else:
+        # No driver we allow reaches for the network; if one ever tried, /vsicurl/ would find
+        # no file it is allowed to open and give up at once.
+        network = {
+            "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tagger-no-network",
+            "GDAL_HTTP_TIMEOUT": 1,
+            "GDAL_HTTP_CONNECTTIMEOUT": 1,
+            "GDAL_HTTP_MAX_RETRY": 0,
+        }
     return rasterio.Env(
         # In bytes: rasterio hands an integer GDAL_CACHEMAX to GDALSetCacheMax64, which counts
         # bytes (GDAL reads a small number as MB only from a config string, not here).
@@ -72,12 +144,7 @@ def gdal_env(options: CogOptions = CogOptions()) -> rasterio.Env:
         # Never write .aux.xml (next to the source or anywhere), never look for sidecars.
         GDAL_PAM_ENABLED="NO",
         GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR",
-        # No driver we allow reaches for the network; if one ever tried, /vsicurl/ would find
-        # no file it is allowed to open and give up at once.
-        CPL_VSIL_CURL_ALLOWED_EXTENSIONS=".tagger-no-network",
-        GDAL_HTTP_TIMEOUT=1,
-        GDAL_HTTP_CONNECTTIMEOUT=1,
-        GDAL_HTTP_MAX_RETRY=0,
+        **network,
         # A JPEG libjpeg only warns about (e.g. truncated) would otherwise become grey pixels.
         GDAL_ERROR_ON_LIBJPEG_WARNING="TRUE",
     )
@@ -145,16 +212,17 @@ class CancelWatch:
 
 
 @contextlib.contextmanager
-def open_source(path: Path, watch: CancelWatch) -> Iterator[rasterio.io.DatasetReader]:
-    """Open the upload with the driver its first bytes name, through the single-file opener."""
+def open_source(path: Path | str, watch: CancelWatch) -> Iterator[rasterio.io.DatasetReader]:
+    """Open the upload with the driver its first bytes name: a file through the single-file
+    opener, an object (``is_remote``) by its name under ``gdal_env(source=...)``'s fence."""
     drivers, format_name = _identify(path)
-    source = _SingleFileOpener(path, watch)
+    opener = None if is_remote(path) else _SingleFileOpener(path, watch)
     for driver in drivers:
         try:
-            dataset = rasterio.open(os.fspath(path), driver=driver, opener=source)
+            dataset = rasterio.open(os.fspath(path), driver=driver, opener=opener)
         except COPY_ERRORS as exc:
             watch.raise_swallowed()
-            logger.info("%s could not open %s: %s", driver, path.name, exc)
+            logger.info("%s could not open %s: %s", driver, Path(path).name, exc)
             continue
         with dataset:
             yield dataset
@@ -190,10 +258,13 @@ _NOT_RASTERS: tuple[tuple[bytes, str], ...] = (
 )
 
 
-def _identify(path: Path) -> tuple[tuple[str, ...], str]:
+def _identify(path: Path | str) -> tuple[tuple[str, ...], str]:
     """Which allowed drivers may open ``path``, from its first bytes."""
-    with open(path, "rb") as file:
-        head = file.read(16)
+    if is_remote(path):
+        head = libgdal.read_head(os.fspath(path), 16)
+    else:
+        with open(path, "rb") as file:
+            head = file.read(16)
     if not head:
         raise RasterError("The file is empty.")
     for offset, signature, drivers, name in _SIGNATURES:

@@ -42,7 +42,7 @@ from .options import (
     Step,
 )
 from .plan import creation_options, planned, temporary_file_config
-from .source import CancelWatch, gdal_env, open_source
+from .source import CancelWatch, gdal_env, is_remote, open_source
 from .validate import check_georef, check_limits, parse_crs
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,10 @@ def convert(
     Raises ``RasterError`` for input that cannot be converted, ``ConversionCancelled`` when
     ``should_cancel()`` returned true; in both cases dst is untouched and no partial file stays.
     """
-    src_path, dst_path = Path(src).absolute(), Path(dst).absolute()
+    # A remote source (an object in a bucket, see source.is_remote) keeps its GDAL name; run
+    # the call inside source.remote_env() for GDAL to reach it.
+    src_path = os.fspath(src) if is_remote(src) else Path(src).absolute()
+    dst_path = Path(dst).absolute()
     _check_paths(src_path, dst_path)
     dst_crs = parse_crs(target_crs, "target CRS") if target_crs is not None else None
     georef_crs = check_georef(georef) if georef is not None else None
@@ -81,7 +84,7 @@ def convert(
         report(Step.LOAD)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with gdal_env(options), open_source(src_path, watch) as dataset:
+            with gdal_env(options, source=src_path), open_source(src_path, watch) as dataset:
                 check_limits(dataset.width, dataset.height, dataset.dtypes, limits)
                 watch.check()
                 report(Step.ANALYZE)
@@ -101,11 +104,12 @@ def convert(
         raise
 
 
-def _check_paths(src: Path, dst: Path) -> None:
-    if not src.is_file():
-        raise FileNotFoundError(f"source is not a file: {src}")
-    if dst == src or (dst.exists() and os.path.samefile(src, dst)):
-        raise ValueError("dst must differ from src: the source is never overwritten")
+def _check_paths(src: Path | str, dst: Path) -> None:
+    if isinstance(src, Path):
+        if not src.is_file():
+            raise FileNotFoundError(f"source is not a file: {src}")
+        if dst == src or (dst.exists() and os.path.samefile(src, dst)):
+            raise ValueError("dst must differ from src: the source is never overwritten")
     if dst.is_dir():
         raise IsADirectoryError(f"dst is a directory: {dst}")
     if not dst.parent.is_dir():

@@ -6,16 +6,13 @@ conversion is SUCCESS before this starts; whatever happens here never changes th
 """
 
 import logging
-import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
-
-from django.conf import settings
 
 from geoconvert.raster import render, statistics
+from geoconvert.services.engine import storage_env
+from tagger import storage
 from tagger.models import GeoRaster
 from tagger.services import geo_raster_describe_save
-from tagger.storage import item_file_path
 
 logger = logging.getLogger(__name__)
 
@@ -42,23 +39,17 @@ def geo_raster_describe(*, item_id) -> DescribeSummary:
     geo_raster = GeoRaster.objects.select_related("item").filter(item_id=item_id).first()
     if geo_raster is None:
         return DescribeSummary(str(item_id), False, "The item has no geo-raster.")
-    root = Path(settings.MEDIA_ROOT)
-    cog = root / geo_raster.file.name
+    cog = storage.gdal_name(geo_raster.file.name)
     # Each reads under the engine's cog_env(), with a working block cache (not gdal_env()).
-    stats = statistics.raster_statistics(cog)
-    png = render.thumbnail_png(cog, statistics=stats)
-    name = item_file_path(geo_raster.item, f"thumbnail-{geo_raster.sha256[:12]}.png")
-    _write_atomically(root / name, png)
+    with storage_env():
+        stats = statistics.raster_statistics(cog)
+        png = render.thumbnail_png(cog, statistics=stats)
+    name = storage.item_file_path(geo_raster.item, f"thumbnail-{geo_raster.sha256[:12]}.png")
+    storage.file_write(name, png)
     if not geo_raster_describe_save(
         item_id=geo_raster.item_id, sha256=geo_raster.sha256, statistics=stats, thumbnail_name=name
     ):
-        (root / name).unlink(missing_ok=True)
+        storage.file_delete(name)
         return DescribeSummary(str(item_id), False, "The item's geo-raster changed meanwhile.")
     logger.info("Statistics and thumbnail of item %s recorded", item_id)
     return DescribeSummary(str(item_id), True, thumbnail=name, bands=len(stats["bands"]))
-
-
-def _write_atomically(path: Path, content: bytes) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(content)
-    os.replace(partial, path)

@@ -4,10 +4,13 @@ The engine's defaults live in its dataclasses (geoconvert.raster); a GEOCONVERT_
 that is set overrides one of them, one that is unset leaves the engine's default.
 """
 
+import dataclasses
+
 from django.conf import settings
 
 from geoconvert import raster
 from geoconvert.models import Stage
+from tagger import storage
 
 STEP_STAGES = {
     raster.Step.LOAD: Stage.LOADING,
@@ -46,3 +49,10 @@ def georef_from_params(params: dict) -> raster.Georef | None:
     if params.get("crs") is None and params.get("bounds") is None:
         return None
     return raster.Georef(crs=params.get("crs"), bounds=tuple(params.get("bounds") or ()))
+
+
+def storage_env():
+    """The GDAL environment in which the stored files' GDAL names (tagger.storage.gdal_name)
+    open: on S3, /vsis3/ with the storage's own endpoint and credentials."""
+    found = storage.s3_settings()
+    return raster.remote_env(raster.S3Access(**dataclasses.asdict(found)) if found else None)

@@ -4,8 +4,8 @@ The schedule itself is in geoconvert.beat."""
 
 import logging
 import shutil
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 from django.db.models import Q
@@ -14,8 +14,17 @@ from django.utils import timezone
 from geoconvert.models import Conversion, Stage
 from geoconvert.services.run import stale_before
 from geoconvert.services.transitions import conversion_transition
-from tagger.models import TreeItem
-from tagger.storage import item_dirs, item_id_of
+from tagger.models import GeoRaster, TreeItem
+from tagger.storage import (
+    ITEMS_DIR,
+    files_delete,
+    is_remote,
+    item_dirs,
+    item_id_of,
+    multipart_abort,
+    multipart_uploads,
+    stored_names,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +109,8 @@ def _reap(conversion: Conversion, now) -> str | None:
 class OrphanSummary:
     partial_files: list[str]
     item_dirs: list[str]
+    objects: list[str] = field(default_factory=list)  # S3: unreferenced objects removed
+    multipart_uploads: list[str] = field(default_factory=list)  # S3: unfinished ones aborted
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -113,11 +124,17 @@ def orphan_files_remove(*, min_age_seconds: float | None = None, now=None) -> Or
     touched, and never the partial files of an item that is being converted: an upload
     is written before its row commits, and a large conversion writes for a long time.
     Paths in the summary are relative to MEDIA_ROOT.
+
+    On S3 (TAGGER_STORAGE=s3) the same rule runs over the bucket: objects that no item
+    names (a deleted item's, a killed run's upload, a COG replaced by a newer one) are
+    deleted, and unfinished multipart uploads (a worker killed mid-upload) are aborted.
     """
-    root = Path(settings.MEDIA_ROOT)
     if min_age_seconds is None:
         min_age_seconds = settings.GEOCONVERT["ORPHAN_MIN_AGE_SECONDS"]
     cutoff = (now or timezone.now()).timestamp() - min_age_seconds
+    if is_remote():
+        return _orphan_objects_remove(cutoff)
+    root = Path(settings.MEDIA_ROOT)
     directories = dict(item_dirs(root))
     existing = set(TreeItem.objects.filter(pk__in=directories).values_list("pk", flat=True))
     converting = set(
@@ -163,3 +180,42 @@ def _newest_mtime(directory: Path) -> float:
     times = [directory.stat().st_mtime]
     times += [p.stat().st_mtime for p in directory.rglob("*") if p.exists()]
     return max(times)
+
+
+def _orphan_objects_remove(cutoff: float) -> OrphanSummary:
+    objects = [o for o in stored_names(f"{ITEMS_DIR}/") if o.modified.timestamp() < cutoff]
+    uploads = [u for u in multipart_uploads() if u.initiated.timestamp() < cutoff]
+    item_ids = {item_id_of(PurePosixPath(o.name).parent) for o in objects}
+    item_ids |= {item_id_of(PurePosixPath(u.name).parent) for u in uploads}
+    item_ids.discard(None)
+    # An item being converted may be uploading its COG (an upload's clock is the store's):
+    # its objects and uploads wait for the next sweep.
+    busy = set(
+        Conversion.objects.filter(
+            item_id__in=item_ids, state__in=Conversion.ACTIVE_STATES
+        ).values_list("item_id", flat=True)
+    )
+    originals = TreeItem.objects.filter(pk__in=item_ids).exclude(file="")
+    named = set(originals.values_list("file", flat=True))
+    for names in GeoRaster.objects.filter(item_id__in=item_ids).values_list("file", "thumbnail"):
+        named.update(name for name in names if name)
+
+    def idle(name: str) -> bool:
+        return item_id_of(PurePosixPath(name).parent) not in busy
+
+    removed = [o.name for o in objects if o.name not in named and idle(o.name)]
+    files_delete(removed)
+    aborted = []
+    for upload in uploads:
+        if idle(upload.name):
+            multipart_abort(upload)
+            aborted.append(upload.name)
+    if removed or aborted:
+        logger.info(
+            "Removed %s unreferenced objects and aborted %s unfinished uploads",
+            len(removed),
+            len(aborted),
+        )
+    return OrphanSummary(
+        partial_files=[], item_dirs=[], objects=sorted(removed), multipart_uploads=sorted(aborted)
+    )

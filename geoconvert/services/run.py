@@ -6,6 +6,7 @@ The Celery task (geoconvert.tasks) builds a RunContext and calls ``conversion_ru
 
 import logging
 import math
+import shutil
 import time
 import traceback
 import uuid
@@ -22,7 +23,13 @@ from django.utils import timezone
 from geoconvert import raster
 from geoconvert.models import STAGE_PROGRESS, Conversion, Stage
 from geoconvert.services.db import TRANSIENT_DB_ERRORS, retrying_db
-from geoconvert.services.engine import STEP_STAGES, cog_options, georef_from_params, raster_limits
+from geoconvert.services.engine import (
+    STEP_STAGES,
+    cog_options,
+    georef_from_params,
+    raster_limits,
+    storage_env,
+)
 from geoconvert.services.events import conversion_event_publish
 from geoconvert.services.heartbeat import Heartbeat
 from geoconvert.services.transitions import conversion_transition, mirror_softly
@@ -31,7 +38,17 @@ from tagger.errors import ApplicationError
 from tagger.logs import log_bind
 from tagger.models import GeoRaster, TreeItem, geo_raster_storage_path
 from tagger.services import geo_raster_publish
-from tagger.storage import item_dir, sha256_of_path
+from tagger.storage import (
+    file_delete,
+    file_publish,
+    files_delete,
+    gdal_name,
+    is_remote,
+    item_dir,
+    local_path,
+    sha256_of_path,
+    stored_names,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -241,23 +258,31 @@ def _convert(ctx: RunContext, claim: uuid.UUID, beat: Heartbeat) -> dict:
         ", redelivered" if ctx.redelivered else "",
     )
     item = conversion.item
+    # A name of its own for this run's COG: publishing it is the commit that names it.
     dst_name = geo_raster_storage_path(GeoRaster(item=item), f"geo_raster-{claim.hex[:12]}.tif")
-    dst = Path(settings.MEDIA_ROOT) / dst_name
-    dst.parent.mkdir(parents=True, exist_ok=True)
     # A run killed mid-write (SIGKILL, OOM) left its partial files behind; this run holds the
     # claim, so whatever is not the original or a finished result is debris.
     remove_leftovers(item)
+    # Written beside the original on local storage (then renamed into place); on S3, in this
+    # host's scratch folder, then uploaded.
+    dst = _scratch_dir(item) / Path(dst_name).name if is_remote() else local_path(dst_name)
+    dst.parent.mkdir(parents=True, exist_ok=True)
     info = _run_engine(ctx, claim, beat, item, dst, conversion.params)
+    stored = False
     try:
         _set_stage(ctx, claim, Stage.UPDATING)
         result = info.as_dict()
         sha256 = sha256_of_path(dst)
+        if is_remote():
+            file_publish(dst, dst_name)  # multipart, checksummed; no object unless complete
+            stored = True
         retrying_db(_publish, ctx, claim, item.pk, dst_name, sha256, result)
-    except _Lost:
+    except BaseException as exc:
         dst.unlink(missing_ok=True)
-        raise _stopped(ctx, claim) from None
-    except BaseException:
-        dst.unlink(missing_ok=True)
+        if stored:
+            _delete_softly(dst_name)
+        if isinstance(exc, _Lost):
+            raise _stopped(ctx, claim) from None
         raise
     logger.info("Conversion %s complete", ctx.task_id)
     return result
@@ -268,17 +293,8 @@ def _run_engine(ctx: RunContext, claim, beat: Heartbeat, item, dst: Path, params
     one way of ending the conversion."""
     progress = _Progress(ctx, claim)
     try:
-        return raster.convert(
-            item.file.path,
-            dst,
-            target_crs=params.get("target_crs"),
-            georef=georef_from_params(params),
-            options=cog_options(),
-            limits=raster_limits(),
-            progress=progress.step,
-            write_progress=progress.write,
-            should_cancel=beat.should_stop,
-        )
+        with storage_env():
+            return _engine_convert(item, dst, params, progress, beat)
     except (raster.ConversionCancelled, _Lost):
         raise _stopped(ctx, claim) from None
     except raster.RasterError as exc:
@@ -290,6 +306,33 @@ def _run_engine(ctx: RunContext, claim, beat: Heartbeat, item, dst: Path, params
         logger.exception("Conversion %s failed unexpectedly", ctx.task_id)
         _fail(ctx, claim, INTERNAL_ERROR, tb=traceback.format_exc())
         raise ConversionFailed(INTERNAL_ERROR, code="internal_error") from exc
+
+
+def _engine_convert(item, dst: Path, params: dict, progress: "_Progress", beat: Heartbeat):
+    return raster.convert(
+        gdal_name(item.file.name),  # the original is only ever read
+        dst,
+        target_crs=params.get("target_crs"),
+        georef=georef_from_params(params),
+        options=cog_options(),
+        limits=raster_limits(),
+        progress=progress.step,
+        write_progress=progress.write,
+        should_cancel=beat.should_stop,
+    )
+
+
+def _scratch_dir(item) -> Path:
+    return Path(settings.TAGGER_SCRATCH_DIR) / item.pk.hex
+
+
+def _delete_softly(name: str) -> None:
+    """Remove an object this run stored but did not publish; housekeeping removes it
+    later if the store cannot be reached now."""
+    try:
+        file_delete(name)
+    except Exception:
+        logger.warning("Could not remove unpublished %s; housekeeping will", name, exc_info=True)
 
 
 def _fail(ctx: RunContext, claim, message: str, tb: str = "") -> None:
@@ -425,13 +468,16 @@ def _stopped(ctx: RunContext, claim) -> ConversionStopped:
 
 
 def remove_leftovers(item: TreeItem) -> None:
-    """Delete what dead runs left in the item's folder: anything but the original upload and
-    the finished geo-raster. Every name in that folder is server-generated."""
-    folder = Path(settings.MEDIA_ROOT) / item_dir(item)
-    keep = {Path(item.file.name).name}
+    """Delete what dead runs left in the item's folder (files under MEDIA_ROOT or objects of
+    the bucket) and in this host's scratch folder for it: anything but the original upload
+    and the finished geo-raster. Every name in that folder is server-generated."""
+    keep = {item.file.name}
     for names in GeoRaster.objects.filter(item=item).values_list("file", "thumbnail"):
-        keep.update(Path(name).name for name in names if name)
-    for path in folder.glob("*") if folder.is_dir() else ():
-        if path.name not in keep and path.is_file():
-            logger.info("Removing leftover %s of conversion of item %s", path.name, item.pk)
-            path.unlink(missing_ok=True)
+        keep.update(name for name in names if name)
+    leftovers = [s.name for s in stored_names(f"{item_dir(item)}/") if s.name not in keep]
+    for name in leftovers:
+        logger.info("Removing leftover %s of conversion of item %s", name, item.pk)
+    files_delete(leftovers)
+    scratch = _scratch_dir(item)
+    if scratch.is_dir():
+        shutil.rmtree(scratch, ignore_errors=True)

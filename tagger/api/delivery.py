@@ -28,6 +28,8 @@ from django.http import (
 from django.utils.cache import get_conditional_response
 from django.utils.http import content_disposition_header, http_date, parse_http_date_safe
 
+from tagger.storage import read_range
+
 CHUNK_BYTES = 64 * 1024
 # More range-specs than this in one Range header and it is ignored: the whole file, 200.
 # The same number, and the same answer, as nginx's `max_ranges` in docker/nginx.conf.
@@ -39,8 +41,8 @@ _SUFFIX_RANGE = re.compile(r"-([0-9]+)")
 
 @dataclass(frozen=True)
 class StoredFile:
-    path: Path  # absolute path on local disk
-    name: str  # path relative to MEDIA_ROOT (what X-Accel-Redirect names)
+    path: Path | None  # absolute path on local disk; None for an object in a bucket
+    name: str  # name in the storage (what X-Accel-Redirect names, on local storage)
     size: int
     etag: str  # strong validator without quotes, computed when the file was stored
     last_modified: datetime  # aware
@@ -69,29 +71,10 @@ def file_response(
 ) -> HttpResponseBase:
     """The response to a GET or HEAD of `stored`; HEAD gets the same status and headers and
     an empty body, without the file being opened."""
-    etag = f'"{stored.etag}"'
-    last_modified = int(stored.last_modified.timestamp())
-    validators = {
-        "ETag": etag,
-        "Last-Modified": http_date(last_modified),
-        "Cache-Control": cache_control,
-    }
-
-    # If-Match, If-Unmodified-Since, If-None-Match (weak, lists, *), If-Modified-Since.
-    carrier = HttpResponse(headers=validators)
-    conditional = get_conditional_response(
-        request, etag=etag, last_modified=last_modified, response=carrier
-    )
-    if conditional is not carrier:
-        if conditional.status_code == 412:
-            return _error(
-                request,
-                412,
-                "precondition_failed",
-                "The file does not match the request's If-Match or If-Unmodified-Since.",
-                validators,
-            )
-        return conditional  # 304, with the validators and Cache-Control
+    etag, last_modified = f'"{stored.etag}"', int(stored.last_modified.timestamp())
+    validators, conditional = _preconditions(request, stored, cache_control)
+    if conditional is not None:
+        return conditional
 
     representation = {
         **validators,
@@ -120,6 +103,48 @@ def file_response(
     if len(ranges) == 1:
         return _single_range(stored, ranges[0], representation, head=head)
     return _multiple_ranges(stored, ranges, representation, head=head)
+
+
+def file_redirect(
+    request: HttpRequest, stored: StoredFile, url: str, *, cache_control: str = "private, no-cache"
+) -> HttpResponseBase:
+    """The answer to a GET or HEAD of `stored` that another server sends (a presigned URL of
+    the bucket, which answers ranges itself): the preconditions are checked here first, as
+    `file_response` does, then 302 to `url`."""
+    validators, conditional = _preconditions(request, stored, cache_control)
+    if conditional is not None:
+        return conditional
+    response = HttpResponse(status=302, headers=validators)
+    response["Location"] = url
+    return response
+
+
+def _preconditions(request: HttpRequest, stored: StoredFile, cache_control: str):
+    """The validators of `stored`, and the answer when the request's preconditions decide
+    it (304, 412), else None. If-Match, If-Unmodified-Since, If-None-Match (weak, lists,
+    *), If-Modified-Since."""
+    etag = f'"{stored.etag}"'
+    last_modified = int(stored.last_modified.timestamp())
+    validators = {
+        "ETag": etag,
+        "Last-Modified": http_date(last_modified),
+        "Cache-Control": cache_control,
+    }
+    carrier = HttpResponse(headers=validators)
+    conditional = get_conditional_response(
+        request, etag=etag, last_modified=last_modified, response=carrier
+    )
+    if conditional is carrier:
+        return validators, None
+    if conditional.status_code == 412:
+        return validators, _error(
+            request,
+            412,
+            "precondition_failed",
+            "The file does not match the request's If-Match or If-Unmodified-Since.",
+            validators,
+        )
+    return validators, conditional  # 304, with the validators and Cache-Control
 
 
 def parse_range(header: str, size: int) -> list[ByteRange] | None:
@@ -201,6 +226,11 @@ def _accel_response(stored: StoredFile, accel_prefix: str, headers: dict) -> Htt
 def _whole(stored: StoredFile, headers: dict, *, head: bool) -> HttpResponseBase:
     if head:
         response = HttpResponse(content_type=stored.content_type, headers=headers)
+    elif stored.path is None:
+        body = _FilePieces(stored, [ByteRange(0, stored.size)])
+        response = StreamingHttpResponse(body, content_type=stored.content_type)
+        for header, value in headers.items():
+            response[header] = value
     else:
         # FileResponse lets the WSGI server send the file with wsgi.file_wrapper (sendfile).
         response = FileResponse(stored.path.open("rb"), content_type=stored.content_type)
@@ -250,17 +280,19 @@ def _multiple_ranges(
 def _partial(stored: StoredFile, pieces: list, *, head: bool) -> HttpResponseBase:
     if head:
         return HttpResponse(status=206)
-    return StreamingHttpResponse(_FilePieces(stored.path, pieces), status=206)
+    return StreamingHttpResponse(_FilePieces(stored, pieces), status=206)
 
 
 class _FilePieces:
     """The response body: literal bytes (multipart framing) and byte ranges of one file, read
-    in chunks of at most CHUNK_BYTES. The file is opened at once, so that a missing file
+    in chunks of at most CHUNK_BYTES. A file on disk is opened at once, so that a missing file
     fails before any header is sent, and closed when the body ends or when Django closes
-    the response (StreamingHttpResponse registers `close`), iterated or not."""
+    the response (StreamingHttpResponse registers `close`), iterated or not. An object of a
+    bucket is read a range at a time (one ranged GET each, streamed)."""
 
-    def __init__(self, path: Path, pieces: list[bytes | ByteRange]) -> None:
-        self._file = path.open("rb")
+    def __init__(self, stored: StoredFile, pieces: list[bytes | ByteRange]) -> None:
+        self._stored = stored
+        self._file = stored.path.open("rb") if stored.path is not None else None
         self._pieces = pieces
 
     def __iter__(self) -> Iterator[bytes]:
@@ -268,23 +300,29 @@ class _FilePieces:
             for piece in self._pieces:
                 if isinstance(piece, bytes):
                     yield piece
-                    continue
-                self._file.seek(piece.start)
-                remaining = len(piece)
-                while remaining:
-                    chunk = self._file.read(min(remaining, CHUNK_BYTES))
-                    if not chunk:
-                        raise OSError(
-                            f"{self._file.name} ended before byte {piece.stop - remaining}; "
-                            "it is shorter than its stored size"
-                        )
-                    remaining -= len(chunk)
-                    yield chunk
+                elif self._file is None:
+                    yield from read_range(self._stored.name, piece.start, piece.stop)
+                else:
+                    yield from self._read(piece)
         finally:
             self.close()
 
+    def _read(self, piece: ByteRange) -> Iterator[bytes]:
+        self._file.seek(piece.start)
+        remaining = len(piece)
+        while remaining:
+            chunk = self._file.read(min(remaining, CHUNK_BYTES))
+            if not chunk:
+                raise OSError(
+                    f"{self._file.name} ended before byte {piece.stop - remaining}; "
+                    "it is shorter than its stored size"
+                )
+            remaining -= len(chunk)
+            yield chunk
+
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 def _error(request: HttpRequest, status: int, code: str, message: str, headers: dict):

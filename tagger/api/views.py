@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 from tagger import links, selectors, services
 from tagger.api.auth import LINK_AUTHENTICATION
-from tagger.api.delivery import StoredFile, file_response
+from tagger.api.delivery import StoredFile, file_redirect, file_response
 from tagger.api.filters import ItemFilter
 from tagger.api.schema import ErrorOutput
 from tagger.api.serializers import (
@@ -26,6 +26,7 @@ from tagger.api.serializers import (
 )
 from tagger.errors import NotFound
 from tagger.models import TreeItem
+from tagger.storage import is_remote, local_path, presigned_url
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,17 @@ class TreeItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         variant = _validated(DownloadInput, request.query_params)["variant"]
         stored = _stored_file(item, variant)
         links.grant_check(request.auth, item_id=item.pk, scope=variant, sha256=stored.etag)
-        return file_response(request, stored, accel_prefix=settings.TAGGER_ACCEL_REDIRECT_PREFIX)
+        if stored.path is None and settings.TAGGER_S3_DELIVERY == "redirect":
+            url = presigned_url(
+                stored.name,
+                method=request.method,
+                filename=stored.filename,
+                content_type=stored.content_type,
+                seconds=settings.TAGGER_S3_PRESIGN_SECONDS,
+            )
+            return file_redirect(request, stored, url)
+        prefix = settings.TAGGER_ACCEL_REDIRECT_PREFIX if stored.path is not None else None
+        return file_response(request, stored, accel_prefix=prefix)
 
     @extend_schema(
         request=DownloadLinkInput,
@@ -142,18 +153,24 @@ def _stored_file(item: TreeItem, variant: str) -> StoredFile:
         name, etag = geo_raster.file.name, geo_raster.sha256
         last_modified = geo_raster.stored_at or geo_raster.created_at
         content_type, filename = COG_CONTENT_TYPE, f"{Path(item.name).stem or 'raster'}.tif"
+        recorded_size = geo_raster.size_bytes
     else:
         if not item.file:
             raise NotFound("A folder has no file to download.")
         name, etag, last_modified = item.file.name, item.file_sha256, item.created_at
         content_type = mimetypes.guess_type(item.name)[0] or "application/octet-stream"
         filename = item.name
-    path = Path(settings.MEDIA_ROOT) / name
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        logger.error("The %s file of item %s is missing: %s", variant, item.pk, path)
-        raise NotFound("The file of this item is missing from storage.") from None
+        recorded_size = item.size
+    if is_remote():
+        # The size recorded when the file was stored: no request to the store here.
+        path, size = None, recorded_size
+    else:
+        path = local_path(name)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            logger.error("The %s file of item %s is missing: %s", variant, item.pk, path)
+            raise NotFound("The file of this item is missing from storage.") from None
     return StoredFile(
         path=path,
         name=name,

@@ -73,16 +73,19 @@ def convert_in_process(owner, path: Path, *, name: str | None = None, describe: 
     from geoconvert.services.describe import geo_raster_describe
     from tagger.models import TreeItem
     from tagger.services import geo_raster_publish, item_create
-    from tagger.storage import item_file_path, sha256_of_path
+    from tagger.storage import file_publish, item_file_path, sha256_of_path
+    from tests.storage import local_copy
 
     upload_file = SimpleUploadedFile(name or path.name, path.read_bytes())
     item = item_create(owner=owner, name=name or path.name, file=upload_file)
     dst_name = item_file_path(item, "geo_raster-test.tif")
-    dst = Path(settings.MEDIA_ROOT) / dst_name
-    info = raster.convert(item.file.path, dst)
-    geo_raster_publish(
-        item_id=item.pk, file_name=dst_name, sha256=sha256_of_path(dst), metadata=info.as_dict()
-    )
+    scratch = Path(settings.TAGGER_SCRATCH_DIR) / item.pk.hex
+    scratch.mkdir(parents=True, exist_ok=True)
+    dst = scratch / "geo_raster-test.tif"
+    info = raster.convert(local_copy(item.file.name), dst)
+    sha256 = sha256_of_path(dst)
+    file_publish(dst, dst_name)
+    geo_raster_publish(item_id=item.pk, file_name=dst_name, sha256=sha256, metadata=info.as_dict())
     if describe:
         geo_raster_describe(item_id=item.pk)
     return TreeItem.objects.select_related("geo_raster").get(pk=item.pk)

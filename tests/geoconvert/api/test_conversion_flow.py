@@ -1,7 +1,6 @@
 """The conversion through its real path: API -> Redis -> a Celery worker process ->
 rasterio -> database."""
 
-import hashlib
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from tests.geoconvert.api.helpers import (
     wait_for_task,
 )
 from tests.geoconvert.reliability.helpers import wait_until
+from tests.storage import folder_names, local_copy, stored_sha256
 
 pytestmark = pytest.mark.usefixtures("live_worker")
 
@@ -38,16 +38,17 @@ STAGES = [
 ]
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _sha256(name: str) -> str:
+    return stored_sha256(name)
 
 
-def _stored_original(item_id) -> Path:
-    return Path(TreeItem.objects.get(pk=item_id).file.path)
+def _stored_original(item_id) -> str:
+    """The original's name in the storage."""
+    return TreeItem.objects.get(pk=item_id).file.name
 
 
-def _item_dir(item_id) -> Path:
-    return _stored_original(item_id).parent
+def _item_files(item_id) -> list[str]:
+    return folder_names(str(Path(_stored_original(item_id)).parent))
 
 
 @pytest.mark.parametrize(
@@ -112,7 +113,7 @@ def test_converts_each_kind_of_raster(api, tmp_path, make, same_pixels):
     assert meta["crs"]
     assert len(meta["bounds"]) == 4 and len(meta["bounds_wgs84"]) == 4
 
-    cog = Path(settings.MEDIA_ROOT) / TreeItem.objects.get(pk=item["id"]).geo_raster.file.name
+    cog = local_copy(TreeItem.objects.get(pk=item["id"]).geo_raster.file.name)
     is_valid, errors, _ = cog_validate(str(cog))
     assert is_valid, errors
     assert meta["size_bytes"] == cog.stat().st_size
@@ -202,7 +203,7 @@ def test_bad_input_fails_with_a_clear_error(api, tmp_path, make):
     assert status["message"] == final["error"]
     assert status["object_type"] == "file"
     assert _sha256(original) == digest
-    assert sorted(p.name for p in _item_dir(item["id"]).iterdir()) == ["original"]
+    assert _item_files(item["id"]) == ["original"]
     assert TaskResult.objects.get(task_id=task_id).status == "FAILURE"
 
 
@@ -301,7 +302,7 @@ def test_a_running_conversion_can_be_cancelled(api, tmp_path):
     assert 0 <= final["progress"] < 100
     item_now = api.get(f"/api/v1/tree-items/{item['id']}").json()
     assert item_now["object_type"] == "file" and item_now["geo_raster"] is None
-    assert sorted(p.name for p in _item_dir(item["id"]).iterdir()) == ["original"]
+    assert _item_files(item["id"]) == ["original"]
     assert _sha256(original) == digest
     assert TaskResult.objects.get(task_id=task_id).status == "CANCELLED"
     assert api.post(f"/api/v1/tasks/{task_id}/cancel").status_code == 409

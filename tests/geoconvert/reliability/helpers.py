@@ -12,6 +12,7 @@ from rio_cogeo.cogeo import cog_validate
 from geoconvert.models import Conversion, Stage
 from tagger.models import GeoRaster, TreeItem
 from tests import rasters
+from tests.storage import folder_names, local_copy, stored_sha256
 
 
 def start_large_conversion(api, tmp_path, size: int = 2500, src: Path | None = None):
@@ -21,7 +22,7 @@ def start_large_conversion(api, tmp_path, size: int = 2500, src: Path | None = N
 
     src = src or rasters.large_noise_tiff(tmp_path / "large.tif", size=size)
     item = upload(api, src)
-    digest = sha256(TreeItem.objects.get(pk=item["id"]).file.path)
+    digest = stored_sha256(TreeItem.objects.get(pk=item["id"]).file.name)
     response = convert(api, item["id"])
     assert response.status_code == 202, response.content
     return src, item["id"], response.json()["task_id"], digest
@@ -46,12 +47,13 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def item_folder(item_id) -> Path:
-    return Path(TreeItem.objects.get(pk=item_id).file.path).parent
+def item_folder(item_id) -> str:
+    """The item's folder, as a storage name."""
+    return str(Path(TreeItem.objects.get(pk=item_id).file.name).parent)
 
 
 def folder_files(item_id) -> list[str]:
-    return sorted(p.name for p in item_folder(item_id).iterdir())
+    return folder_names(item_folder(item_id))
 
 
 def wait_mid_write(task_id, item_id, attempt: int) -> None:
@@ -107,8 +109,8 @@ def assert_converted_once(item_id, task_id, src: Path, original_digest: str, log
         name for name in folder_files(item_id) if not name.lstrip(".").startswith("thumbnail-")
     ]
     assert files == sorted(["original", Path(item.geo_raster.file.name).name])
-    assert sha256(item.file.path) == original_digest
-    cog = Path(item.geo_raster.file.path)
+    assert stored_sha256(item.file.name) == original_digest
+    cog = local_copy(item.geo_raster.file.name)
     valid, errors, _ = cog_validate(str(cog))
     assert valid, errors
     rasters.assert_same_pixels(src, cog)
