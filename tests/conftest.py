@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -225,3 +226,37 @@ def require(available: bool, reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason}; .ci/run should have installed it")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A local S3 server for tests of the S3 backend that run on every run of the suite: the
+    session's own on the S3 run, else one started for them."""
+    from django.conf import settings
+
+    from tests import s3server
+
+    if settings.TAGGER_STORAGE == "s3" and settings.AWS_S3_ENDPOINT_URL:
+        yield settings.AWS_S3_ENDPOINT_URL
+        return
+    server = s3server.MotoServer()
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(settings, s3_endpoint):
+    """This test's own bucket, with TAGGER_STORAGE=s3 on it for the test's duration; the
+    bucket's `name`, `endpoint` and a boto3 `client` to look at it. Processes the test starts need
+    `s3server.process_environment(s3_endpoint, bucket)`."""
+    import uuid
+
+    from tests import s3server
+
+    name = f"tagger-{uuid.uuid4().hex[:16]}"
+    s3server.create_bucket(s3_endpoint, name)
+    for setting, value in s3server.storage_settings(s3_endpoint, name).items():
+        setattr(settings, setting, value)
+    return SimpleNamespace(client=s3server.client(s3_endpoint), name=name, endpoint=s3_endpoint)

@@ -82,3 +82,50 @@ def create_bucket(endpoint_url: str, bucket: str = BUCKET) -> None:
         s3.create_bucket(Bucket=bucket)
     except s3.exceptions.BucketAlreadyOwnedByYou:
         pass
+
+
+def storage_settings(endpoint_url: str, bucket: str) -> dict:
+    """The settings of TAGGER_STORAGE=s3 on `bucket` of the server at `endpoint_url`, as
+    config/settings/base.py derives them from the environment."""
+    from django.conf import settings
+
+    options = {
+        **settings.STORAGES["default"].get("OPTIONS", {}),
+        "bucket_name": bucket,
+        "endpoint_url": endpoint_url,
+        "addressing_style": "path",
+        "region_name": REGION,
+        "access_key": ACCESS_KEY,
+        "secret_key": SECRET_KEY,
+        "signature_version": "s3v4",
+        "file_overwrite": False,
+        "default_acl": None,
+        "querystring_auth": True,
+        "object_parameters": {"ChecksumAlgorithm": "SHA256"},
+    }
+    return {
+        "TAGGER_STORAGE": "s3",
+        "AWS_STORAGE_BUCKET_NAME": bucket,
+        "AWS_S3_ENDPOINT_URL": endpoint_url,
+        "AWS_S3_ADDRESSING_STYLE": "path",
+        "AWS_S3_REGION_NAME": REGION,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "STORAGES": {
+            **settings.STORAGES,
+            "default": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options},
+        },
+    }
+
+
+def process_environment(endpoint_url: str, bucket: str) -> dict[str, str]:
+    """The environment that makes a process a test starts (a worker) use that bucket."""
+    return {
+        "TAGGER_STORAGE": "s3",
+        "AWS_STORAGE_BUCKET_NAME": bucket,
+        "AWS_S3_ENDPOINT_URL": endpoint_url,
+        "AWS_S3_ADDRESSING_STYLE": "path",
+        "AWS_S3_REGION_NAME": REGION,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+    }
