@@ -56,6 +56,13 @@ def folder_files(item_id) -> list[str]:
     return folder_names(item_folder(item_id))
 
 
+def working_files(item_id) -> list[str]:
+    """What the item's runs are writing: its folder's files and, on S3, where the workers
+    (of this host) write a COG before uploading it."""
+    scratch = Path(settings.TAGGER_SCRATCH_DIR) / TreeItem.objects.get(pk=item_id).pk.hex
+    return folder_files(item_id) + sorted(p.name for p in scratch.glob("*"))
+
+
 def wait_mid_write(task_id, item_id, attempt: int) -> None:
     """Until run number `attempt` of the conversion is writing its COG (a partial file is on
     disk), so a kill now interrupts the write."""
@@ -73,7 +80,7 @@ def wait_all_mid_write(conversions, attempt: int = 1) -> None:
         return (
             conversion.attempts == attempt
             and conversion.stage == Stage.CREATING
-            and any(name.endswith(".partial") for name in folder_files(item_id))
+            and any(name.endswith(".partial") for name in working_files(item_id))
         )
 
     ids = ", ".join(str(task_id) for task_id, _ in conversions)

@@ -23,12 +23,13 @@ from tests.geoconvert.reliability.helpers import (
     assert_converted_once,
     folder_files,
     logs,
-    sha256,
     start_large_conversion,
     wait_finished,
     wait_mid_write,
     wait_until,
+    working_files,
 )
+from tests.storage import stored_sha256
 
 # The replacement worker restores messages unacknowledged for longer than this when it
 # starts (production: the visibility timeout, about an hour, or the reaper).
@@ -57,7 +58,7 @@ def test_whole_worker_killed_mid_write_is_rerun_by_a_new_worker(api, tmp_path, s
 
     wait_mid_write(task_id, item_id, attempt=1)
     first.kill()
-    assert any(name.endswith(".partial") for name in folder_files(item_id))
+    assert any(name.endswith(".partial") for name in working_files(item_id))
 
     second = start_worker(**RESTORE_AFTER)
     conversion = wait_finished(task_id)
@@ -88,7 +89,7 @@ def test_file_that_kills_its_worker_every_time_fails_after_max_attempts(
     assert status["state"] == "FAILURE" and status["error"] == conversion.error
     assert TreeItem.objects.get(pk=item_id).object_type == TreeItem.ObjectType.FILE
     assert folder_files(item_id) == ["original"]
-    assert sha256(TreeItem.objects.get(pk=item_id).file.path) == digest
+    assert stored_sha256(TreeItem.objects.get(pk=item_id).file.name) == digest
     # No loop: the message is gone and the worker is idle and alive.
     assert worker.ping()
     assert not app.control.inspect([worker.node_name], timeout=2).active()[worker.node_name]
@@ -168,7 +169,7 @@ def test_cancel_while_no_worker_runs_is_honoured_for_a_running_conversion(
     assert conversion.attempts == 1
     assert folder_files(item_id) == ["original"], "the killed run's partial file is removed"
     assert TreeItem.objects.get(pk=item_id).object_type == TreeItem.ObjectType.FILE
-    assert sha256(TreeItem.objects.get(pk=item_id).file.path) == digest
+    assert stored_sha256(TreeItem.objects.get(pk=item_id).file.name) == digest
 
 
 @repeat
