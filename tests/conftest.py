@@ -179,6 +179,19 @@ def pytest_configure(config: pytest.Config) -> None:
     _ensure_s3()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    """The S3 run leaves out the tests of local files as such (marked local_storage): what
+    they check has no counterpart in a bucket."""
+    from django.conf import settings
+
+    if settings.TAGGER_STORAGE != "s3":
+        return
+    local = [item for item in items if item.get_closest_marker("local_storage")]
+    if local:
+        config.hook.pytest_deselected(items=local)
+        items[:] = [item for item in items if not item.get_closest_marker("local_storage")]
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     global _embedded, _moto
     if _moto is not None:

@@ -4,6 +4,7 @@ import hashlib
 import importlib
 from pathlib import Path
 
+import pytest
 from django.apps import apps
 
 from tagger.models import GeoRaster, TreeItem
@@ -12,6 +13,7 @@ from tests.factories import GeoRasterFactory, TreeItemFactory
 hashes = importlib.import_module("tagger.migrations.0002_file_validators_statistics")
 
 
+@pytest.mark.local_storage  # the migration ran before tagger could store files in a bucket
 def test_files_stored_before_hashes_existed_are_hashed_once(db, settings, tmp_path):
     item = TreeItemFactory(content=b"an upload from before", file_sha256="")
     geo_raster = GeoRasterFactory(sha256="", stored_at=None)

@@ -20,6 +20,7 @@ from rest_framework.authtoken.models import Token
 from tests import rasters
 from tests.geoconvert.api.helpers import convert, convert_in_process, upload, wait_for_task
 from tests.http import CountingProxy
+from tests.storage import local_copy
 
 SIZE = 8192
 WINDOW = Window(SIZE // 2, SIZE // 2, 512, 512)
@@ -65,11 +66,10 @@ def _token(user) -> str:
 
 
 def _local_window(item: dict) -> np.ndarray:
-    from django.conf import settings
 
     from tagger.models import GeoRaster
 
-    cog = Path(settings.MEDIA_ROOT) / GeoRaster.objects.get(item_id=item["id"]).file.name
+    cog = local_copy(GeoRaster.objects.get(item_id=item["id"]).file.name)
     with rasterio.open(cog) as dataset:
         return dataset.read(1, window=WINDOW)
 

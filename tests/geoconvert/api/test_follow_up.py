@@ -2,13 +2,11 @@
 computed by a task of its own that the conversion's task links to."""
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 from celery import current_app
-from django.conf import settings
 from django_celery_results.models import TaskResult
 
 from geoconvert.models import Conversion
@@ -16,6 +14,7 @@ from geoconvert.services.transitions import DESCRIBE_TASK_NAME
 from tagger.models import GeoRaster
 from tests import rasters
 from tests.geoconvert.api.helpers import convert, upload, wait_for_task
+from tests.storage import store_bytes
 
 
 def _wait(predicate, timeout: float = 60, what: str = "condition"):
@@ -70,8 +69,7 @@ def test_a_failed_follow_up_never_fails_the_conversion(api, live_worker, tmp_pat
     _wait(lambda: _follow_up(item["id"]), what="the first follow-up")
 
     # The COG becomes unreadable; describing it again fails, as its own task.
-    cog = Path(settings.MEDIA_ROOT) / GeoRaster.objects.get(item_id=item["id"]).file.name
-    cog.write_bytes(b"not a tiff any more")
+    store_bytes(GeoRaster.objects.get(item_id=item["id"]).file.name, b"not a tiff any more")
     TaskResult.objects.filter(task_name=DESCRIBE_TASK_NAME).delete()
     current_app.send_task(DESCRIBE_TASK_NAME, args=[item["id"]])
     failed = _wait(lambda: _follow_up(item["id"]), what="the second follow-up")

@@ -1,11 +1,8 @@
-from pathlib import Path
-
-from django.conf import settings
-
 from tagger.models import GeoRaster
 from tests import rasters
 from tests.geoconvert.api.helpers import convert_in_process
 from tests.geoconvert.commands.helpers import run
+from tests.storage import store_bytes, stored_exists
 
 
 def test_describes_the_items_named_then_the_missing_ones(user, tmp_path):
@@ -17,7 +14,7 @@ def test_describes_the_items_named_then_the_missing_ones(user, tmp_path):
     assert out.splitlines()[-1] == "1 of 1 described."
     described = GeoRaster.objects.get(pk=first.pk)
     assert len(described.statistics["bands"]) == 3
-    assert (Path(settings.MEDIA_ROOT) / described.thumbnail.name).is_file()
+    assert stored_exists(described.thumbnail.name)
     assert GeoRaster.objects.get(pk=second.pk).statistics is None
 
     code, out, _ = run("describe_geo_rasters", "--missing")
@@ -31,7 +28,7 @@ def test_describes_the_items_named_then_the_missing_ones(user, tmp_path):
 def test_an_unreadable_cog_fails_with_exit_code_1_and_the_others_go_on(user, tmp_path):
     broken = convert_in_process(user, rasters.rgb_byte_tiff(tmp_path / "a.tif"), describe=False)
     fine = convert_in_process(user, rasters.rgb_byte_tiff(tmp_path / "b.tif"), describe=False)
-    (Path(settings.MEDIA_ROOT) / broken.geo_raster.file.name).write_bytes(b"not a tiff")
+    store_bytes(broken.geo_raster.file.name, b"not a tiff")
 
     code, out, err = run("describe_geo_rasters", "--all")
 

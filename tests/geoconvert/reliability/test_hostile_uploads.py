@@ -14,7 +14,7 @@ from tagger.models import TreeItem
 from tests import rasters
 from tests.geoconvert.api.helpers import convert, upload, wait_for_task
 from tests.geoconvert.reliability.conftest import repeat
-from tests.geoconvert.reliability.helpers import sha256
+from tests.storage import folder_names, stored_sha256
 
 pytestmark = pytest.mark.usefixtures("live_worker")
 
@@ -80,8 +80,8 @@ HOSTILE = [
 def test_hostile_upload_fails_cleanly(api, tmp_path, listener, live_worker, kind, run):
     src = _hostile(kind, tmp_path, listener.getsockname()[1])
     item = upload(api, src)
-    stored = Path(TreeItem.objects.get(pk=item["id"]).file.path)
-    digest = sha256(stored)
+    stored = TreeItem.objects.get(pk=item["id"]).file.name
+    digest = stored_sha256(stored)
 
     accepted = convert(api, item["id"])
     assert accepted.status_code == 202
@@ -108,8 +108,8 @@ def test_hostile_upload_fails_cleanly(api, tmp_path, listener, live_worker, kind
 
     assert _connections(listener) == 0, "GDAL must make no network connection"
     assert TreeItem.objects.get(pk=item["id"]).object_type == TreeItem.ObjectType.FILE
-    assert sorted(p.name for p in stored.parent.iterdir()) == ["original"]
-    assert sha256(stored) == digest
+    assert folder_names(str(Path(stored).parent)) == ["original"]
+    assert stored_sha256(stored) == digest
     assert live_worker.ping(), "the worker survives"
 
 

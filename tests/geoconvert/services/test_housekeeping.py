@@ -119,6 +119,7 @@ def _old_file(path: Path) -> Path:
     return _age(path, 7200)
 
 
+@pytest.mark.local_storage  # the bucket's sweep: tests/tagger/test_storage_s3.py
 def test_orphan_sweep(user, tmp_path, settings):
     settings.MEDIA_ROOT = tmp_path
     kept = item_create(owner=user, name="kept.tif", file=ContentFile(b"x"))

@@ -12,6 +12,7 @@ from geoconvert.services.conversions import conversion_start
 from tagger.models import TreeItem
 from tagger.services import item_create
 from tests.factories import GeoRasterFactory, UserFactory
+from tests.storage import folder_names
 
 CHANGELIST = "/admin/tagger/treeitem/"
 
@@ -100,15 +101,15 @@ def test_delete_goes_through_the_service_and_removes_files(
     staff_client, tree, django_capture_on_commit_callbacks
 ):
     folder, plain = tree["folder"], tree["plain"]
-    directory = Path(plain.file.path).parent
-    assert directory.is_dir()
+    directory = str(Path(plain.file.name).parent)
+    assert folder_names(directory)
 
     with django_capture_on_commit_callbacks(execute=True):
         response = staff_client.post(f"{CHANGELIST}{folder.pk}/delete/", {"post": "yes"})
 
     assert response.status_code == 302
     assert not TreeItem.objects.filter(pk__in=[folder.pk, plain.pk]).exists()
-    assert not directory.exists()
+    assert folder_names(directory) == []
 
 
 def test_bulk_delete_of_a_folder_and_its_child(

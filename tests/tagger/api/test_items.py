@@ -1,6 +1,7 @@
 import pytest
 
 from tests.factories import PASSWORD
+from tests.storage import stored_exists
 
 
 def _upload(api, name, content=b"data", parent=None):
@@ -90,13 +91,12 @@ def test_delete_removes_subtree_and_files(api, django_capture_on_commit_callback
 
     folder = api.post("/api/v1/tree-items/", {"name": "root"}, format="json").json()
     item = _upload(api, "a.tif", parent=folder["id"]).json()
-    path = TreeItem.objects.get(pk=item["id"]).file.path
+    name = TreeItem.objects.get(pk=item["id"]).file.name
+    assert stored_exists(name)
     with django_capture_on_commit_callbacks(execute=True):
         assert api.delete(f"/api/v1/tree-items/{folder['id']}/").status_code == 204
     assert not TreeItem.objects.filter(pk=item["id"]).exists()
-    import os
-
-    assert not os.path.exists(path)
+    assert not stored_exists(name)
 
 
 @pytest.mark.parametrize(

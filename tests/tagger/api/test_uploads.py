@@ -1,18 +1,17 @@
 import io
-from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import StopUpload
 
+from tagger import storage
 from tagger.api.uploads import UploadLimitHandler
 from tagger.errors import PayloadTooLarge
 from tagger.models import TreeItem
 
 
-def _stored_files(settings) -> list[Path]:
-    root = Path(settings.MEDIA_ROOT) / "items"
-    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+def _stored_files(settings) -> list[str]:
+    return [stored.name for stored in storage.stored_names("items/")]
 
 
 def test_declared_oversized_upload_is_refused_before_it_is_stored(api, settings, tmp_path):
