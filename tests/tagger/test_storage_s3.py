@@ -49,7 +49,10 @@ def test_an_upload_is_an_object_of_the_bucket_checked_by_sha256(
     assert _keys(s3_bucket) == []
 
 
-def test_a_download_redirects_to_a_presigned_url_that_serves_ranges(api, s3_bucket, tmp_path):
+def test_a_download_redirects_to_a_presigned_url_that_serves_ranges(
+    api, s3_bucket, settings, tmp_path
+):
+    settings.TAGGER_S3_DELIVERY = "redirect"
     src = rasters.rgb_byte_tiff(tmp_path / "rgb.tif")
     item = upload(api, src, name="field.tif")
     content = src.read_bytes()
@@ -76,7 +79,8 @@ def test_a_download_redirects_to_a_presigned_url_that_serves_ranges(api, s3_buck
     assert api.get(url, HTTP_IF_NONE_MATCH=etag).status_code == 304
 
 
-def test_a_signed_link_redirects_without_credentials(api, s3_bucket, tmp_path, client):
+def test_a_signed_link_redirects_without_credentials(api, s3_bucket, settings, tmp_path, client):
+    settings.TAGGER_S3_DELIVERY = "redirect"
     src = rasters.rgb_byte_tiff(tmp_path / "rgb.tif")
     item = upload(api, src)
     link = api.post(
