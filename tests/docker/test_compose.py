@@ -308,3 +308,97 @@ def test_nginx_never_serves_the_metrics():
     nginx = (DOCKER / "nginx.conf").read_text()
     for path in ("/metrics", "/metrics/"):
         assert re.search(rf"location = {path} \{{\s+return 404;\s+\}}", nginx), path
+
+
+# The production overlay's S3 store and worker hosts (docs/scaling.md) ---------------------
+
+S3_ENV = {
+    "TAGGER_STORAGE",
+    "AWS_STORAGE_BUCKET_NAME",
+    "AWS_S3_ENDPOINT_URL",
+    "AWS_S3_ADDRESSING_STYLE",
+    "AWS_S3_REGION_NAME",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "TAGGER_S3_DELIVERY",
+    "TAGGER_SCRATCH_DIR",
+}
+
+
+def test_prod_s3_settings_are_the_ones_the_settings_read(prod):
+    settings = (DOCKER.parent / "config" / "settings" / "base.py").read_text()
+    for name in S3_ENV:
+        assert re.search(rf'env\.\w+\("{name}"', settings), name
+    for name in ("backend", "celery-worker", "worker-host"):
+        assert S3_ENV <= set(prod["services"][name]["environment"]), name
+    # Off unless asked for: an existing deployment keeps its media volume.
+    for name in ("backend", "celery-worker"):
+        environment = prod["services"][name]["environment"]
+        assert environment["TAGGER_STORAGE"] == "${TAGGER_STORAGE:-local}", name
+        assert environment["AWS_S3_ENDPOINT_URL"] == "${AWS_S3_ENDPOINT_URL-http://minio:9000}"
+
+
+def test_prod_s3_profile_runs_minio_and_makes_its_bucket(prod):
+    services = prod["services"]
+    minio, init = services["minio"], services["minio-init"]
+    assert minio["profiles"] == ["s3"] and init["profiles"] == ["s3"]
+    assert "minio-data:/data" in minio["volumes"] and "minio-data" in prod["volumes"]
+    assert "mc ready local" in _health(minio)
+    # MinIO's login is the app's key pair, and MinIO refuses to start without one.
+    assert minio["environment"] == {
+        "MINIO_ROOT_USER": "${AWS_ACCESS_KEY_ID:-}",
+        "MINIO_ROOT_PASSWORD": "${AWS_SECRET_ACCESS_KEY:-}",
+    }
+    assert 'test -n "$$MINIO_ROOT_USER"' in _command(minio)
+    assert "exec minio server /data" in _command(minio)
+    assert init["depends_on"] == {"minio": {"condition": "service_healthy"}}
+    assert 'mc mb --ignore-existing "store/$$AWS_STORAGE_BUCKET_NAME"' in _command(init)
+    bucket = services["backend"]["environment"]["AWS_STORAGE_BUCKET_NAME"]
+    assert init["environment"]["AWS_STORAGE_BUCKET_NAME"] == bucket
+    # The backend and the workers start once the bucket exists, when the profile is on.
+    for name in ("backend", "celery-worker"):
+        assert services[name]["depends_on"]["minio-init"] == {
+            "condition": "service_completed_successfully",
+            "required": False,
+        }, name
+
+
+def test_prod_worker_host_runs_only_a_worker_with_no_shared_disk(prod):
+    host = prod["services"]["worker-host"]
+    assert host["profiles"] == ["worker-host"]
+    assert " worker " in _command(host) and "--hostname worker@%h" in _command(host)
+    assert "-Q" not in _command(host).split()
+    assert "depends_on" not in host, "it starts nothing of the main host's"
+    assert host["volumes"] == ["/tmp"], "scratch only: no media volume"
+    environment = host["environment"]
+    assert environment["TAGGER_STORAGE"] == "s3"
+    assert environment["TAGGER_SCRATCH_DIR"].startswith("/tmp/")
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        assert environment[name] == f"${{{name}:-}}", name
+    assert environment["AWS_S3_ENDPOINT_URL"] == "${AWS_S3_ENDPOINT_URL:-}"
+    for secret in ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "TAGGER_METRICS_TOKEN"):
+        assert environment[secret].startswith(f"${{{secret}:?"), secret
+    assert environment["DJANGO_SETTINGS_MODULE"] == "config.settings.production"
+    assert "--destination worker@$$HOSTNAME" in _health(host)
+    assert host["stop_grace_period"] == "2m"
+
+
+def test_prod_gateway_offers_redis_and_the_database_to_worker_hosts(prod):
+    gateway = prod["services"]["gateway"]
+    assert gateway["profiles"] == ["worker-hosts"]
+    assert gateway["ports"] == [
+        "${TAGGER_PRIVATE_ADDRESS:-127.0.0.1}:${REDIS_PORT:-6379}:6379",
+        "${TAGGER_PRIVATE_ADDRESS:-127.0.0.1}:${POSTGRES_PORT:-5432}:5432",
+    ]
+    assert gateway["configs"] == [{"source": "gateway", "target": "/etc/nginx/nginx.conf"}]
+    config = prod["configs"]["gateway"]["content"]
+    assert "server { listen 6379; proxy_pass redis:6379; }" in config
+    assert "server { listen 5432; proxy_pass db:5432; }" in config
+    assert {d: s["condition"] for d, s in gateway["depends_on"].items()} == {
+        "redis": "service_healthy",
+        "db": "service_healthy",
+    }
+    minio_ports = prod["services"]["minio"]["ports"]
+    assert minio_ports == ["${TAGGER_PRIVATE_ADDRESS:-127.0.0.1}:${MINIO_PORT:-9000}:9000"]
+    for name in ("minio", "gateway", "worker-host"):
+        assert prod["services"][name]["restart"] == "unless-stopped", name
