@@ -104,13 +104,7 @@ def storage_settings(endpoint_url: str, bucket: str) -> dict:
         "object_parameters": {"ChecksumAlgorithm": "SHA256"},
     }
     return {
-        "TAGGER_STORAGE": "s3",
-        "AWS_STORAGE_BUCKET_NAME": bucket,
-        "AWS_S3_ENDPOINT_URL": endpoint_url,
-        "AWS_S3_ADDRESSING_STYLE": "path",
-        "AWS_S3_REGION_NAME": REGION,
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        **process_environment(endpoint_url, bucket),
         "STORAGES": {
             **settings.STORAGES,
             "default": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options},
