@@ -95,6 +95,9 @@ class TreeItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         responses={
             (200, "application/octet-stream"): bytes,
             (206, "application/octet-stream"): bytes,
+            302: OpenApiResponse(
+                description="On S3 storage: the store's presigned URL for the file, in Location."
+            ),
             304: OpenApiResponse(description="Not modified (If-None-Match)."),
             403: OpenApiResponse(ErrorOutput, description="A signed link altered or expired."),
             412: OpenApiResponse(description="A precondition (If-Match) failed."),
