@@ -104,6 +104,8 @@ def test_upload_convert_and_look_at_the_result(visit, live_worker, tmp_path, scr
     user = UserFactory()
     session = visit()
     page = session.sign_in(user)
+    # The first listing has arrived: a folder made before it would be drawn over by it.
+    expect(page.get_by_text("This folder is empty")).to_be_visible()
     page.get_by_label("New folder").fill("Valley")
     page.get_by_role("button", name="Create folder").click()
     page.get_by_role("link", name="Valley").click()
