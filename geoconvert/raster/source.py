@@ -22,6 +22,7 @@ recent reads so that it costs no more than GDAL opening the path itself (see
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -91,19 +92,25 @@ def remote_env(access: S3Access | None) -> contextlib.AbstractContextManager:
     nothing to set (files on disk)."""
     if access is None:
         return contextlib.nullcontext()
+    return rasterio.Env(
+        session=_aws_session(access),
+        AWS_HTTPS="YES" if access.https else "NO",
+        AWS_VIRTUAL_HOSTING="TRUE" if access.virtual_hosting else "FALSE",
+        **REMOTE_HTTP,
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _aws_session(access: S3Access):
+    """One session per store (a boto3 session is built for it): tiles enter remote_env()
+    on every request."""
     from rasterio.session import AWSSession
 
-    session = AWSSession(
+    return AWSSession(
         aws_access_key_id=access.access_key,
         aws_secret_access_key=access.secret_key,
         region_name=access.region,
         endpoint_url=access.endpoint,
-    )
-    return rasterio.Env(
-        session=session,
-        AWS_HTTPS="YES" if access.https else "NO",
-        AWS_VIRTUAL_HOSTING="TRUE" if access.virtual_hosting else "FALSE",
-        **REMOTE_HTTP,
     )
 
 
