@@ -161,6 +161,25 @@ class WorkerProcess(CeleryProcess):
                 )
             )
 
+    def busy(self, timeout: float = 2) -> bool:
+        """Whether the worker holds a task: running, prefetched or waiting for its ETA. An
+        unanswered inspection counts as busy; a broker that cannot be reached, as idle (there
+        is nothing to wait for then)."""
+        from kombu.exceptions import OperationalError
+
+        from config.celery_app import app
+
+        try:
+            with app.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1)
+                inspect = app.control.inspect(
+                    destination=[self.node_name], timeout=timeout, connection=connection
+                )
+                replies = [inspect.active(), inspect.reserved(), inspect.scheduled()]
+        except (OperationalError, OSError):
+            return False
+        return any(reply is None or any(reply.values()) for reply in replies)
+
     def pool_pids(self) -> list[int]:
         """The pids of the prefork pool's children (the processes that run tasks)."""
         import psutil
@@ -237,8 +256,9 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
 def live_worker(celery_worker, transactional_db):
     """The session's worker, with the test's data committed where it can see it.
 
-    At teardown, waits until no conversion is running so that the next test's flush cannot
-    race a task of this one.
+    At teardown, waits until no conversion is running and the worker holds no task (a
+    conversion's description, a webhook delivery), so that the flush that ends the test
+    cannot race, or deadlock with, a task of this one.
     """
     yield celery_worker
     from geoconvert.models import Conversion
@@ -251,6 +271,8 @@ def live_worker(celery_worker, transactional_db):
             state=Conversion.State.CANCELLED, cancel_requested=True
         )
         Conversion.objects.filter(state=Conversion.State.PROGRESS).update(cancel_requested=True)
+        time.sleep(0.2)
+    while celery_worker.alive and celery_worker.busy() and time.monotonic() < deadline:
         time.sleep(0.2)
 
 
