@@ -25,6 +25,11 @@ class Conflict(ApplicationError):
     default_code = "conflict"
 
 
+class Unprocessable(ApplicationError):
+    status_code = 422
+    default_code = "unprocessable"
+
+
 class PayloadTooLarge(ApplicationError):
     status_code = 413
     default_code = "payload_too_large"

@@ -21,13 +21,20 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import from_origin
 
 __all__ = [
+    "antimeridian_tiff",
     "assert_same_pixels",
+    "bad_overviews_tiff",
     "cog",
+    "complex_tiff",
     "empty_file",
     "float_dem_tiff",
     "float_nan_nodata_tiff",
     "float_nan_tiff",
     "gcps_only_tiff",
+    "gdal_band_type",
+    "geostationary_full_disk_tiff",
+    "geostationary_space_tiff",
+    "global_edges_tiff",
     "grey_alpha_tiff",
     "huge_header_tiff",
     "jp2",
@@ -37,6 +44,7 @@ __all__ = [
     "overview_trap_tiff",
     "palette_png",
     "palette_tiff",
+    "polar_beyond_the_horizon_tiff",
     "random_bytes",
     "rgb_byte_tiff",
     "rgba_png",
@@ -499,3 +507,137 @@ def overview_trap_tiff(path: Path) -> Path:
         dst.build_overviews([2, 4, 8, 16], rasterio.enums.Resampling.nearest)
         dst.write(np.full((1, size, size), 50, dtype="uint8"))  # overviews are not rebuilt
     return path
+
+
+# --- footprints that leave the Earth (geoconvert.raster.footprint) ----------------------------
+
+GEOSTATIONARY = CRS.from_proj4("+proj=geos +h=35785831 +lon_0=0 +sweep=y +ellps=WGS84 +units=m")
+# Half the width of the full disk seen from geostationary orbit, in the projection's metres.
+FULL_DISK = 5_434_177.81
+NORTH_POLE_ORTHO = CRS.from_proj4("+proj=ortho +lat_0=90 +lon_0=0 +R=6371000 +units=m")
+PACIFIC_MERCATOR = CRS.from_epsg(3832)  # WGS 84 / PDC Mercator, lon_0 = 150
+
+
+def _footprint_tiff(path: Path, crs: CRS, bounds: tuple[float, float, float, float]) -> Path:
+    size = 400
+    west, south, east, north = bounds
+    return _write(
+        path,
+        _surface(size, size, seed=13).astype("uint8")[np.newaxis],
+        driver="GTiff",
+        crs=crs,
+        transform=from_origin(west, north, (east - west) / size, (north - south) / size),
+        tiled=True,
+    )
+
+
+def geostationary_full_disk_tiff(path: Path) -> Path:
+    """400x400 uint8, the Earth seen from geostationary orbit over 0°E: the corners (and
+    everything outside the disk) lie in space."""
+    return _footprint_tiff(path, GEOSTATIONARY, (-FULL_DISK, -FULL_DISK, FULL_DISK, FULL_DISK))
+
+
+def geostationary_space_tiff(path: Path) -> Path:
+    """400x400 uint8 in the geostationary projection, wholly beyond the disk's north-east
+    limb: nothing in it is on the Earth."""
+    return _footprint_tiff(path, GEOSTATIONARY, (4.2e6, 4.2e6, 5.4e6, 5.4e6))
+
+
+def polar_beyond_the_horizon_tiff(path: Path) -> Path:
+    """400x400 uint8 in an orthographic projection over the North Pole, 8,000 km a side from
+    the pole: past 6,371 km (the equator, the horizon) its corners are off the Earth."""
+    return _footprint_tiff(path, NORTH_POLE_ORTHO, (-8e6, -8e6, 8e6, 8e6))
+
+
+def antimeridian_tiff(path: Path) -> Path:
+    """400x400 uint8 around Fiji in WGS 84 / PDC Mercator (centred on 150°E): 168°E to
+    174°W, across the antimeridian."""
+    return _footprint_tiff(path, PACIFIC_MERCATOR, (2e6, -1e6, 4e6, 1e6))
+
+
+def global_edges_tiff(path: Path) -> Path:
+    """400x200 uint8 global grid in EPSG:4326 whose outer pixel edges lie half a pixel past
+    ±180° and ±90°, as cell-centred global models write them."""
+    height, width = 200, 400
+    half_lon, half_lat = 360 / (width - 1) / 2, 180 / (height - 1) / 2
+    return _write(
+        path,
+        _surface(height, width, seed=14).astype("uint8")[np.newaxis],
+        driver="GTiff",
+        crs=CRS.from_epsg(4326),
+        transform=from_origin(-180 - half_lon, 90 + half_lat, 2 * half_lon, 2 * half_lat),
+    )
+
+
+# --- sources the COG must not copy (overviews, band types) --------------------------------
+
+
+def bad_overviews_tiff(path: Path, factors: list[int]) -> Path:
+    """1024x1024 uint8 in UTM 33N, pixels all 50, with its own overviews at ``factors`` (in
+    that order, as the file lists them) all 200: a COG that reused them would show it."""
+    size = 1024
+    _write(
+        path,
+        np.full((1, size, size), 200, dtype="uint8"),
+        driver="GTiff",
+        crs=UTM33N,
+        transform=from_origin(500_000, 5_000_000, 10, 10),
+        tiled=True,
+    )
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(path, "r+") as dst:
+        dst.build_overviews(factors, rasterio.enums.Resampling.nearest)
+        dst.write(np.full((1, size, size), 50, dtype="uint8"))
+    return path
+
+
+# GDAL's complex band types: (numpy type of one part, bytes of a sample).
+COMPLEX_TYPES = {
+    "CInt16": ("<i2", 4),
+    "CInt32": ("<i4", 8),
+    "CFloat32": ("<f4", 8),
+    "CFloat64": ("<f8", 16),
+}
+
+
+def complex_tiff(path: Path, gdal_type: str) -> Path:
+    """300x200 single-band GeoTIFF of GDAL type ``gdal_type`` (one of COMPLEX_TYPES) in
+    EPSG:4326, as SAR single-look complex data comes: seeded real and imaginary parts whose
+    magnitudes need the whole type (numpy has no complex integers, so the parts are written
+    raw and GDAL copies them through a VRT)."""
+    part, sample = COMPLEX_TYPES[gdal_type]
+    height, width = 200, 300
+    rng = np.random.default_rng(15)
+    big = 30_000 if part == "<i2" else 2_000_000_000
+    parts = rng.integers(-big, big, size=(height, width, 2)).astype(part)
+    raw = path.with_suffix(".raw")
+    parts.tofile(raw)
+    vrt = path.with_suffix(".vrt")
+    vrt.write_text(
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}"><SRS>EPSG:4326</SRS>'
+        "<GeoTransform>10, 0.001, 0, 46, 0, -0.001</GeoTransform>"
+        f'<VRTRasterBand dataType="{gdal_type}" band="1" subClass="VRTRawRasterBand">'
+        f'<SourceFilename relativetoVRT="0">{raw}</SourceFilename><ImageOffset>0</ImageOffset>'
+        f"<PixelOffset>{sample}</PixelOffset><LineOffset>{sample * width}</LineOffset>"
+        "<ByteOrder>LSB</ByteOrder></VRTRasterBand></VRTDataset>"
+    )
+    import rasterio.shutil
+
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"):
+        rasterio.shutil.copy(vrt, path, driver="GTiff")
+    raw.unlink()
+    vrt.unlink()
+    return path
+
+
+def gdal_band_type(path: Path) -> str:
+    """GDAL's own name of band 1's type (rasterio reads CInt32 as complex64, so its dtypes
+    cannot tell): from the VRT that GDAL writes to describe the file."""
+    import rasterio.shutil
+
+    vrt = path.with_name(f".{path.name}.type.vrt")
+    try:
+        with rasterio.Env(GDAL_PAM_ENABLED="NO"):
+            rasterio.shutil.copy(path, vrt, driver="VRT")
+        return vrt.read_text().split('dataType="', 1)[1].split('"', 1)[0]
+    finally:
+        vrt.unlink(missing_ok=True)

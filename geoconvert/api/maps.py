@@ -1,6 +1,8 @@
 """Looking at a COG: Web Mercator map tiles, the TileJSON document a browser map starts
 from, and the thumbnail. Tiles and thumbnails are rendered by geoconvert.raster.render."""
 
+import contextlib
+
 from django.conf import settings
 from django.http import HttpResponse
 from django.urls import reverse
@@ -14,12 +16,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from geoconvert.api.serializers import TileJSONInput, TileJSONOutput
-from geoconvert.raster import render
+from geoconvert.raster import RasterError, is_complex, render
 from geoconvert.services.engine import storage_env
 from tagger import links
 from tagger.api.auth import LINK_AUTHENTICATION
 from tagger.api.schema import ErrorOutput
-from tagger.errors import NotFound
+from tagger.errors import NotFound, Unprocessable
 from tagger.models import GeoRaster
 from tagger.selectors import geo_raster_get
 from tagger.storage import file_read, gdal_name
@@ -46,6 +48,7 @@ TILE_SCHEMA = {
         204: OpenApiResponse(description="The tile is outside the raster."),
         304: OpenApiResponse(description="Not modified (If-None-Match)."),
         403: OpenApiResponse(ErrorOutput, description="A tile token altered or expired."),
+        422: OpenApiResponse(ErrorOutput, description="The raster cannot be drawn."),
     },
 }
 
@@ -77,7 +80,7 @@ class TileView(APIView):
         if cached is not None:
             return _with_headers(cached, headers)
         headers |= _proxy_cache_headers(request)
-        with storage_env():
+        with _drawing(), storage_env():
             png = render.tile_png(
                 gdal_name(geo_raster.file.name),
                 x,
@@ -101,14 +104,20 @@ class RetinaTileView(TileView):
 
 
 class TileJSONView(APIView):
-    @extend_schema(parameters=[TileJSONInput], responses=TileJSONOutput)
+    @extend_schema(
+        parameters=[TileJSONInput],
+        responses={
+            200: TileJSONOutput,
+            422: OpenApiResponse(ErrorOutput, description="The raster cannot be drawn."),
+        },
+    )
     def get(self, request, item_id):
         """TileJSON 3.0.0 for a browser map: bounds, center, zoom range from the COG, and a
         tile URL template that carries a signed tile token (maps send no Authorization)."""
         geo_raster = geo_raster_get(user=request.user, item_id=item_id)
         query = TileJSONInput(data=request.query_params)
         query.is_valid(raise_exception=True)
-        with storage_env():
+        with _drawing(), storage_env():
             info = render.tile_info(gdal_name(geo_raster.file.name))
         return Response(
             TileJSONOutput(
@@ -134,6 +143,11 @@ class ThumbnailView(APIView):
     def get(self, request, item_id):
         """A PNG preview, long side at most 512 px, made after the conversion."""
         geo_raster = geo_raster_get(user=request.user, item_id=item_id)
+        if not geo_raster.thumbnail and any(is_complex(d) for d in geo_raster.dtypes):
+            raise NotFound(
+                "A raster of complex numbers has no thumbnail: pictures need real values.",
+                code="thumbnail_not_drawable",
+            )
         if not geo_raster.thumbnail:
             raise NotFound(
                 "The thumbnail is not ready yet: it is made shortly after the conversion.",
@@ -148,6 +162,16 @@ class ThumbnailView(APIView):
         if png is None:
             raise NotFound("The thumbnail is missing from storage.", code="thumbnail_not_ready")
         return _with_headers(HttpResponse(png, content_type=PNG), headers)
+
+
+@contextlib.contextmanager
+def _drawing():
+    """What the engine cannot draw (complex numbers, a COG that cannot be read), in the error
+    shape: the engine's message says why."""
+    try:
+        yield
+    except RasterError as exc:
+        raise Unprocessable(str(exc), code="cannot_draw") from None
 
 
 def _tile_template(request, geo_raster: GeoRaster, scale: int) -> str:

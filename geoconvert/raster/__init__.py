@@ -30,6 +30,7 @@ from .options import (
     RasterError,
     RasterInfo,
     Step,
+    is_complex,
 )
 from .source import ALLOWED_DRIVERS, S3Access, gdal_env, remote_env
 from .validate import check_request
@@ -48,6 +49,7 @@ __all__ = [
     "Step",
     "convert",
     "describe",
+    "is_complex",
     "gdal_env",
     "remote_env",
 ]

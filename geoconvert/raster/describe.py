@@ -14,9 +14,9 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning
 
+from .footprint import wgs84_bounds
 from .options import GDAL_ERRORS, RasterError, RasterInfo
 from .source import gdal_env
-from .validate import wgs84_bounds
 
 logger = logging.getLogger(__name__)
 

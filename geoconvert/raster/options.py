@@ -33,6 +33,12 @@ GDAL_ERRORS = (RasterioError, CPLE_BaseError)
 COPY_ERRORS = (*GDAL_ERRORS, SystemError)
 
 
+def is_complex(dtype: str) -> bool:
+    """Whether rasterio's band type ``dtype`` holds complex numbers: complex_int16 (GDAL's
+    CInt16, which numpy has not), complex64 (CInt32 and CFloat32 read so) or complex128."""
+    return dtype.startswith("complex")
+
+
 class RasterError(Exception):
     """The input cannot be converted. ``str(exc)`` tells a person what to do about it."""
 

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy
 import rasterio
 import rasterio.shutil
 from affine import Affine
@@ -19,7 +18,16 @@ from rasterio.transform import from_bounds
 from rasterio.warp import calculate_default_transform
 
 from .describe import crs_text
-from .options import FAST_LEVEL, GDAL_ERRORS, LEVELS, CogOptions, Georef, RasterError
+from .options import (
+    FAST_LEVEL,
+    GDAL_ERRORS,
+    LEVELS,
+    CogOptions,
+    Georef,
+    RasterError,
+    is_complex,
+)
+from .validate import sample_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +124,7 @@ def creation_options(plan: Plan, options: CogOptions) -> dict[str, Any]:
         options.predictor
         and compression != "NONE"
         and not paletted
-        and not any(d.startswith("complex") for d in plan.dataset.dtypes)
+        and not any(is_complex(d) for d in plan.dataset.dtypes)
     )
     resampling = options.overview_resampling or ("NEAREST" if paletted else "AVERAGE")
     creation: dict[str, Any] = {
@@ -155,7 +163,7 @@ def temporary_file_config(plan: Plan, dtypes: tuple[str, ...]) -> dict[str, str]
     3.5 s with it, 1.65 s without). Uncompressed it takes a third of the raw pixel size on
     disk, so past UNCOMPRESSED_OVERVIEWS_MAX_BYTES GDAL's default stands, bounding disk use.
     """
-    raw_bytes = plan.width * plan.height * (sum(numpy.dtype(d).itemsize for d in dtypes) + 1)
+    raw_bytes = plan.width * plan.height * (sum(sample_bytes(d) for d in dtypes) + 1)
     if raw_bytes // 3 > UNCOMPRESSED_OVERVIEWS_MAX_BYTES:
         return {}
     return {"COG_TMP_COMPRESSION": "NONE"}

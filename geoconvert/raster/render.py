@@ -30,14 +30,14 @@ from typing import Any
 import numpy as np
 from rasterio.dtypes import dtype_ranges
 from rasterio.enums import ColorInterp
-from rio_tiler.constants import WGS84_CRS
 from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader
 from rio_tiler.models import ImageData
 from rio_tiler.utils import linear_rescale
 
 from .describe import open_cog
-from .options import GDAL_ERRORS, RasterError
+from .footprint import wgs84_bounds
+from .options import GDAL_ERRORS, RasterError, is_complex
 from .statistics import UnsupportedDataType, cog_env
 
 logger = logging.getLogger(__name__)
@@ -57,11 +57,13 @@ def tile_info(path: str | os.PathLike) -> dict[str, Any]:
     centre's zoom is ``minzoom``, where the whole raster is in view.
     """
     with _reader(path, georeferenced=True) as reader:
-        west, south, east, north = (float(v) for v in reader.get_geographic_bounds(WGS84_CRS))
+        # The samples that are on the Earth (see footprint): rio-tiler's corners need not be.
+        west, south, east, north = wgs84_bounds(reader.dataset.crs, reader.dataset.bounds)
         minzoom, maxzoom = int(reader.minzoom), int(reader.maxzoom)
+    middle = west + ((east - west) % 360 or 360) / 2  # west > east: across the antimeridian
     return {
         "bounds": [west, south, east, north],
-        "center": [(west + east) / 2, (south + north) / 2, minzoom],
+        "center": [(middle + 180) % 360 - 180, (south + north) / 2, minzoom],
         "minzoom": minzoom,
         "maxzoom": maxzoom,
     }
@@ -110,7 +112,7 @@ def _reader(path: str | os.PathLike, *, georeferenced: bool = False) -> Iterator
     with cog_env(), open_cog(path) as dataset:
         if georeferenced and dataset.crs is None:
             raise RasterError("The raster has no georeferencing: it cannot be tiled.")
-        if any(np.dtype(d).kind == "c" for d in dataset.dtypes):
+        if any(is_complex(d) for d in dataset.dtypes):
             raise UnsupportedDataType(
                 "The raster holds complex numbers: previews need real values."
             )

@@ -45,7 +45,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from .describe import open_cog
-from .options import GDAL_ERRORS, RasterError
+from .options import GDAL_ERRORS, RasterError, is_complex
 from .source import CancelWatch
 
 logger = logging.getLogger(__name__)
@@ -113,11 +113,11 @@ def _statistics(dataset, bins: int, window_pixels: int, watch: CancelWatch) -> l
         for index, interp in zip(dataset.indexes, dataset.colorinterp, strict=True)
         if interp != ColorInterp.alpha
     ]
-    dtypes = {index: np.dtype(dataset.dtypes[index - 1]) for index in bands}
-    if any(dtype.kind == "c" for dtype in dtypes.values()):
+    if any(is_complex(dataset.dtypes[index - 1]) for index in bands):
         raise UnsupportedDataType(
             "The raster holds complex numbers: statistics and previews need real values."
         )
+    dtypes = {index: np.dtype(dataset.dtypes[index - 1]) for index in bands}
     moments = {
         index: _ByteCounts(dtypes[index]) if dtypes[index].name in _BYTE_TYPES else _Moments()
         for index in bands

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 
 import numpy
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
-from rasterio.warp import transform_bounds
+from rio_cogeo.cogeo import cog_validate
 
+from .footprint import wgs84_bounds
 from .options import GDAL_ERRORS, Georef, Limits, RasterError
+from .source import gdal_env
+
+logger = logging.getLogger(__name__)
 
 
 def parse_crs(text: str, what: str) -> CRS:
@@ -27,21 +33,7 @@ def parse_crs(text: str, what: str) -> CRS:
     return crs
 
 
-def wgs84_bounds(crs: CRS, bounds: tuple[float, float, float, float]) -> list[float]:
-    """``bounds`` in EPSG:4326, edges densified; RasterError if they are off the globe."""
-    try:
-        west, south, east, north = transform_bounds(crs, "EPSG:4326", *bounds, densify_pts=21)
-    except GDAL_ERRORS:
-        west = south = east = north = math.nan
-    tolerance = 1e-6
-    if not all(math.isfinite(v) for v in (west, south, east, north)) or not (
-        -90 - tolerance <= south <= north <= 90 + tolerance
-    ):
-        raise RasterError(
-            "The raster's bounds are not on the globe in its CRS: check the CRS and bounds "
-            "(west, south, east, north)."
-        )
-    return [west, max(south, -90.0), east, min(north, 90.0)]
+_LATITUDE_TOLERANCE = 1e-6
 
 
 def check_georef(georef: Georef) -> CRS:
@@ -58,7 +50,14 @@ def check_georef(georef: Georef) -> CRS:
         raise RasterError(
             "The bounds must be west, south, east, north with west < east and south < north."
         )
-    wgs84_bounds(crs, bounds)  # raises if they are off the globe
+    if crs.is_geographic and not (
+        -90 - _LATITUDE_TOLERANCE <= south and north <= 90 + _LATITUDE_TOLERANCE
+    ):
+        raise RasterError(
+            "The bounds are not on the globe: in a geographic CRS latitudes (south, north) "
+            "lie between -90 and 90."
+        )
+    wgs84_bounds(crs, bounds)  # raises if they are entirely off the globe
     return crs
 
 
@@ -77,14 +76,46 @@ def check_limits(width: int, height: int, dtypes: tuple[str, ...], limits: Limit
             f"The raster is {width:,} x {height:,} pixels ({pixels:,} pixels); "
             f"tagger converts at most {limits.max_pixels:,} pixels."
         )
-    sample_bytes = sum(numpy.dtype(d).itemsize for d in dtypes)
-    size = pixels * sample_bytes
+    size = pixels * sum(sample_bytes(d) for d in dtypes)
     if size > limits.max_uncompressed_bytes:
         raise RasterError(
             f"The raster holds {_human_bytes(size)} of pixel data uncompressed "
             f"({width:,} x {height:,} pixels x {len(dtypes)} bands); "
             f"tagger converts at most {_human_bytes(limits.max_uncompressed_bytes)}."
         )
+
+
+def check_cog(path: str | os.PathLike) -> None:
+    """RasterError unless the file ``convert()`` wrote at ``path`` is a valid COG, as
+    rio-cogeo's validator (GDAL's validate_cloud_optimized_geotiff, on rasterio) judges."""
+    try:
+        with gdal_env():
+            valid, errors, _ = cog_validate(os.fspath(path), quiet=True)
+    except GDAL_ERRORS as exc:
+        logger.info("COG validation could not read %s: %s", path, exc)
+        valid, errors = False, ["it cannot be read back"]
+    if not valid:
+        logger.warning("the COG written for %s is not valid: %s", path, errors)
+        raise RasterError(
+            "The converted file is not a valid Cloud-Optimized GeoTIFF, so it was not kept ("
+            + "; ".join(errors)
+            + "). The file is not at fault: report this with the file attached."
+        )
+
+
+# Band types GDAL has and numpy has not: complex_int16 (CInt16, two int16 per sample) is read
+# as complex64.
+_GDAL_ONLY_SAMPLE_BYTES = {"complex_int16": 4}
+
+
+def sample_bytes(dtype: str) -> int:
+    """Bytes of one sample of a band of rasterio type ``dtype`` as GDAL stores it."""
+    if dtype in _GDAL_ONLY_SAMPLE_BYTES:
+        return _GDAL_ONLY_SAMPLE_BYTES[dtype]
+    try:
+        return numpy.dtype(dtype).itemsize
+    except TypeError:
+        raise RasterError(f"The raster's band type {dtype!r} is not one tagger converts.") from None
 
 
 def _human_bytes(size: int) -> str:

@@ -3,7 +3,8 @@
 One pass through GDAL's COG driver (no intermediate GeoTIFF as rio-cogeo makes): tiled,
 lossless, overviews, CRS, geotransform, nodata, masks and colour table kept. It is written to
 ``.<dst name>.<uuid>.partial`` in dst's folder and moved into place with ``os.replace`` only
-when complete; on any error or cancel every partial file is removed.
+when complete, once rio-cogeo's validator has found it a valid COG; on any error or cancel
+every partial file is removed.
 
 Progress. ``progress(step)`` hears each ``Step`` once, in order, as it begins.
 ``write_progress(fraction)`` then hears how far the write (``Step.WRITE``) has got, from GDAL's
@@ -43,7 +44,7 @@ from .options import (
 )
 from .plan import creation_options, planned, temporary_file_config
 from .source import CancelWatch, gdal_env, is_remote, open_source
-from .validate import check_georef, check_limits, parse_crs
+from .validate import check_cog, check_georef, check_limits, parse_crs
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ def convert(
                     with rasterio.Env(**temporary_file_config(plan, dataset.dtypes)):
                         _write_cog(plan.dataset, partial, creation, watch, write_progress)
             watch.check(force=True)
+            check_cog(partial)
             info = describe(partial)
         os.replace(partial, dst_path)
         return _with_size(info, dst_path)

@@ -324,3 +324,34 @@ def test_converting_a_converted_item_is_a_conflict(api, tmp_path):
     finished = api.post(f"/api/v1/tasks/{task_id}/cancel")
     assert finished.status_code == 409
     assert finished.json()["state"] == "SUCCESS"
+
+
+def test_a_complex_raster_converts_and_its_previews_say_why_there_are_none(api, tmp_path):
+    """SAR single-look complex data (CInt16, which numpy has no type for) is a COG like any
+    other; statistics and pictures of complex numbers are refused, in the error shape."""
+    item = upload(api, rasters.complex_tiff(tmp_path / "slc.tif", "CInt16"))
+
+    final, _ = wait_for_task(api, convert(api, item["id"]).json()["task_id"])
+
+    assert final["state"] == "SUCCESS", final
+    assert final["result"]["dtypes"] == ["complex_int16"]
+    cog = local_copy(TreeItem.objects.get(pk=item["id"]).geo_raster.file.name)
+    assert rasters.gdal_band_type(cog) == "CInt16"
+    tile = api.get(f"/api/v1/tree-items/{item['id']}/tiles/0/0/0.png")
+    assert tile.status_code == 422, tile.content
+    assert tile.json()["code"] == "cannot_draw" and "complex numbers" in tile.json()["message"]
+    # The follow-up task fails on its own; the conversion stands.
+    wait_until(
+        lambda: TaskResult.objects.filter(
+            task_name="geoconvert.tasks.describe_geo_raster", status="FAILURE"
+        ).exists(),
+        "the description's failure",
+        30,
+        0.05,
+    )
+    assert api.get(f"/api/v1/tree-items/{item['id']}").json()["geo_raster"]["statistics"] is None
+    thumbnail = api.get(f"/api/v1/tree-items/{item['id']}/thumbnail.png")
+    assert thumbnail.status_code == 404, thumbnail.content
+    assert thumbnail.json()["code"] == "thumbnail_not_drawable"
+    assert "complex numbers" in thumbnail.json()["message"]
+    assert task_status(api, final["task_id"])["state"] == "SUCCESS"

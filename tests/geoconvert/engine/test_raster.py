@@ -647,3 +647,71 @@ def test_an_error_in_should_cancel_while_writing_is_raised_as_is(
         )
     assert switch.calls[-1][1], "raised from inside the write"
     assert listing(out_dir) == []
+
+
+# --- what the source carries that a COG must not: its overviews, its band type ----------------
+
+
+@pytest.mark.parametrize("factors", [[4, 2, 8, 16], [1, 2, 4]], ids=["unsorted", "factor-1"])
+def test_the_cog_has_its_own_overviews_whatever_the_source_has(
+    factors: list[int], src_dir: Path, out_dir: Path
+):
+    src = rasters.bad_overviews_tiff(src_dir / "bad.tif", factors)
+    with rasterio.open(src) as dataset:
+        assert dataset.overviews(1) == factors  # the source keeps them as written
+
+    cog, info = convert_checked(src, out_dir)
+
+    assert info.overviews == sorted(info.overviews) and min(info.overviews) >= 2
+    with rasterio.open(cog) as dataset:
+        for level in range(len(info.overviews)):
+            with rasterio.open(cog, overview_level=level) as overview:
+                # Computed from the full resolution (all 50), not the source's (all 200).
+                assert np.unique(overview.read(1)).tolist() == [50], level
+        assert np.unique(dataset.read(1)).tolist() == [50]
+
+
+@pytest.mark.parametrize("gdal_type", list(rasters.COMPLEX_TYPES))
+def test_complex_rasters_convert_losslessly_keeping_their_type(
+    gdal_type: str, src_dir: Path, out_dir: Path
+):
+    src = rasters.complex_tiff(src_dir / "slc.tif", gdal_type)
+
+    cog, info = convert_checked(src, out_dir)
+
+    assert rasters.gdal_band_type(cog) == rasters.gdal_band_type(src) == gdal_type
+    assert info.overviews == []  # 300 x 200 px: no overview below one 512 px block
+    with rasterio.open(src) as a, rasterio.open(cog) as b:
+        assert np.array_equal(a.read(), b.read())
+        assert b.tags(ns="IMAGE_STRUCTURE")["COMPRESSION"] == "DEFLATE"
+
+
+def test_complex_int16_is_sized_at_four_bytes_a_sample(src_dir: Path, out_dir: Path):
+    src = rasters.complex_tiff(src_dir / "slc.tif", "CInt16")
+
+    with pytest.raises(RasterError, match=r"234.4 KiB .* at most 200.0 KiB"):
+        convert(src, out_dir / "result.tif", limits=Limits(max_uncompressed_bytes=200 * 1024))
+    assert listing(out_dir) == []
+
+
+def test_a_written_file_that_is_not_a_valid_cog_is_not_kept(
+    monkeypatch, src_dir: Path, out_dir: Path
+):
+    """The validator has the last word: what it finds wrong is named, nothing is left, and an
+    existing dst stays as it was. (rio-cogeo's validator stands in for a GDAL that wrote
+    something else: the engine's own writes are always valid.)"""
+    src = rasters.rgb_byte_tiff(src_dir / "rgb.tif")
+    (out_dir / "result.tif").write_bytes(b"the previous COG")
+    judged = []
+
+    def invalid(path, **kwargs):
+        judged.append(Path(path).name)
+        return False, ["Overviews should be sorted"], []
+
+    monkeypatch.setattr("geoconvert.raster.validate.cog_validate", invalid)
+
+    with pytest.raises(RasterError, match="not a valid Cloud-Optimized GeoTIFF.*Overviews should"):
+        convert(src, out_dir / "result.tif")
+    assert judged and judged[0].endswith(".partial")
+    assert listing(out_dir) == ["result.tif"]
+    assert (out_dir / "result.tif").read_bytes() == b"the previous COG"

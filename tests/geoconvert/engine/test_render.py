@@ -19,9 +19,9 @@ from rasterio.io import MemoryFile
 from rasterio.warp import calculate_default_transform, transform_bounds
 from rio_tiler.io import Reader
 
-from geoconvert.raster import RasterError
+from geoconvert.raster import RasterError, convert
 from geoconvert.raster.render import thumbnail_png, tile_info, tile_png
-from geoconvert.raster.statistics import raster_statistics
+from geoconvert.raster.statistics import UnsupportedDataType, raster_statistics
 from tests import rasters
 
 WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
@@ -329,3 +329,16 @@ def test_partly_transparent_uint16_pixels_are_stretched_like_the_rest(tmp_path: 
     expected.rescale(in_range=p2_p98(stats, (1, 2, 3)))
     np.testing.assert_array_equal(image[:3][:, :, 16:], expected.data[:, :, 16:])
     assert (image[:3][:, :, 17:32] > 0).all(), "not blackened (column 16 is the 2nd percentile)"
+
+
+@pytest.mark.parametrize("gdal_type", ["CInt16", "CFloat64"])
+def test_complex_rasters_are_refused_with_a_message(gdal_type: str, tmp_path: Path):
+    cog = tmp_path / "slc.cog.tif"
+    convert(rasters.complex_tiff(tmp_path / "slc.tif", gdal_type), cog)
+
+    for draw in (
+        lambda: tile_png(cog, 0, 0, 0, statistics=None),
+        lambda: thumbnail_png(cog, statistics=None),
+    ):
+        with pytest.raises(UnsupportedDataType, match="complex numbers"):
+            draw()

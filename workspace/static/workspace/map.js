@@ -5,7 +5,10 @@
 
 export function showRasterMap(element, tilejson, { basemapUrl = "", basemapAttribution = "" } = {}) {
   const [west, south, east, north] = tilejson.bounds;
-  const bounds = L.latLngBounds([south, west], [north, east]);
+  // West beyond east: the raster crosses the antimeridian. Leaflet's longitudes go on past
+  // 180, and its tile layer wraps them back onto the tiles that exist.
+  const crosses = east < west;
+  const bounds = L.latLngBounds([south, west], [north, crosses ? east + 360 : east]);
   const map = L.map(element, {
     minZoom: Math.max(0, tilejson.minzoom - 4),
     maxZoom: tilejson.maxzoom + 2,
@@ -19,7 +22,7 @@ export function showRasterMap(element, tilejson, { basemapUrl = "", basemapAttri
     bounds,
     maxNativeZoom: tilejson.maxzoom,
     maxZoom: tilejson.maxzoom + 2,
-    noWrap: true,
+    noWrap: !crosses,
     className: "raster-tiles",
   }).addTo(map);
   // Whole zoom levels: at fractional ones Leaflet leaves hairline seams between tiles.
