@@ -49,6 +49,15 @@ def _task_log_context_end(task_id=None, **kwargs):
     task_context_end(task_id=task_id)
 
 
+@signals.celeryd_after_setup.connect
+def _engine_threads(sender=None, instance=None, **kwargs):
+    """Before the pool forks: how many processes will convert at once, which sets each
+    conversion's threads (geoconvert.services.engine.cog_options)."""
+    from geoconvert.services.engine import worker_processes_set
+
+    worker_processes_set(getattr(instance, "max_concurrency", None) or instance.concurrency)
+
+
 @signals.worker_ready.connect
 def _worker_presence_start(sender=None, **kwargs):
     """Each worker keeps its presence in Redis: what `tagger_workers_online` counts."""
