@@ -47,12 +47,18 @@ class Run:
 
 
 def tools(variants: dict[str, list[str]]) -> dict[str, list[str]]:
-    """Command templates by tool name: tagger with its defaults, tagger with other options
-    (``variants``, by name), and what a user would run instead: ``rio cogeo create``."""
+    """Command templates by tool name: tagger's engine alone with its defaults, the engine
+    with other options (``variants``, by name), ``manage.py convert_raster`` (the engine
+    behind Django's start-up, as an operator runs it), GDAL's COG driver called directly
+    with the engine's options (bench/gdal_cog.py), and what a user would run instead:
+    ``rio cogeo create``."""
     engine = [PYTHON, str(BENCH_DIR / "engine_convert.py"), "{src}", "{dst}"]
     commands = {"tagger": engine}
     for name, options in variants.items():
         commands[name] = [*engine, *options]
+    manage = [PYTHON, str(BENCH_DIR.parent / "manage.py"), "convert_raster", "--no-progress"]
+    commands["manage.py"] = [*manage, "{src}", "{dst}"]
+    commands["gdal-cog"] = [PYTHON, str(BENCH_DIR / "gdal_cog.py"), "{src}", "{dst}"]
     commands["rio-cogeo"] = [RIO, "cogeo", "create", "--quiet", "{src}", "{dst}"]
     return commands
 
@@ -162,8 +168,9 @@ def summary(rows: list[Run], checks) -> list[dict]:
                 if not checks.get((name, tool))
                 else "; ".join(checks[(name, tool)]),
             )
-        reference = medians.get("rio-cogeo")
+        reference, gdal = medians.get("rio-cogeo"), medians.get("gdal-cog")
         for values in medians.values():
+            values["gdal_ratio"] = values["seconds"] / gdal["seconds"] if gdal else None
             values["time_ratio"] = values["seconds"] / reference["seconds"] if reference else None
             values["cpu_ratio"] = (
                 values["cpu_seconds"] / reference["cpu_seconds"] if reference else None
@@ -186,17 +193,19 @@ def write(rows: list[Run], checks, results: Path, runs: int) -> None:
     lines = [
         f"Medians of up to {runs} interleaved runs per tool; each conversion in a fresh "
         "process; wall and CPU time (user + system) and peak memory (max RSS) of that process. "
-        "Ratios: median over rio-cogeo's median on the same input.",
+        "Ratios: median over rio-cogeo's (or GDAL's COG driver's) median on the same input.",
         "",
-        "| input | tool | runs | wall s | × rio-cogeo | CPU s | × rio-cogeo | peak MB "
-        "| output MB | valid COG, lossless |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| input | tool | runs | wall s | × rio-cogeo | × gdal-cog | CPU s | × rio-cogeo "
+        "| peak MB | output MB | valid COG, lossless |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for t in table:
         ratio = f"{t['time_ratio']:.2f}" if t["time_ratio"] is not None else ""
         cpu_ratio = f"{t['cpu_ratio']:.2f}" if t["cpu_ratio"] is not None else ""
+        gdal_ratio = f"{t['gdal_ratio']:.2f}" if t["gdal_ratio"] is not None else ""
         lines.append(
             f"| {t['input']} | {t['tool']} | {t['runs']} | {t['seconds']:.2f} | {ratio} "
+            f"| {gdal_ratio} "
             f"| {t['cpu_seconds']:.2f} | {cpu_ratio} | {t['peak_rss_mb']:.0f} "
             f"| {t['output_mb']:.1f} | {t['valid_lossless']} |"
         )

@@ -9,7 +9,6 @@ import os
 import numpy
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
-from rio_cogeo.cogeo import cog_validate
 
 from .footprint import wgs84_bounds
 from .options import GDAL_ERRORS, Georef, Limits, RasterError
@@ -88,6 +87,10 @@ def check_limits(width: int, height: int, dtypes: tuple[str, ...], limits: Limit
 def check_cog(path: str | os.PathLike) -> None:
     """RasterError unless the file ``convert()`` wrote at ``path`` is a valid COG, as
     rio-cogeo's validator (GDAL's validate_cloud_optimized_geotiff, on rasterio) judges."""
+    # Imported here: rio-cogeo brings morecantile and pydantic, a quarter of a second that
+    # every process importing the engine would pay at start-up, converting or not.
+    from rio_cogeo.cogeo import cog_validate
+
     try:
         with gdal_env():
             valid, errors, _ = cog_validate(os.fspath(path), quiet=True)

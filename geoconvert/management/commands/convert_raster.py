@@ -13,6 +13,9 @@ INTERRUPTED = 130  # what a shell reports for Ctrl-C
 
 
 class Command(BaseCommand):
+    # A conversion of one local file needs no URLconf, admin or model checks: skipping them
+    # keeps the command's start-up to Django's own and the engine's imports.
+    requires_system_checks = []
     help = (
         "Convert a local raster file to a Cloud-Optimized GeoTIFF, synchronously, with the "
         "engine, options and limits the worker uses (GEOCONVERT_* settings). Shows a progress "

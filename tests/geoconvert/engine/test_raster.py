@@ -708,7 +708,7 @@ def test_a_written_file_that_is_not_a_valid_cog_is_not_kept(
         judged.append(Path(path).name)
         return False, ["Overviews should be sorted"], []
 
-    monkeypatch.setattr("geoconvert.raster.validate.cog_validate", invalid)
+    monkeypatch.setattr("rio_cogeo.cogeo.cog_validate", invalid)
 
     with pytest.raises(RasterError, match="not a valid Cloud-Optimized GeoTIFF.*Overviews should"):
         convert(src, out_dir / "result.tif")
