@@ -494,19 +494,7 @@ def overview_trap_tiff(path: Path) -> Path:
     """1024x1024 uint8 GeoTIFF in UTM 33N whose pixels are all 50 but whose overviews (2, 4,
     8, 16) are all 200: a read shows which level it came from. The COG driver keeps
     existing overviews, so ``cog()`` of it is a COG with the same trap."""
-    size = 1024
-    _write(
-        path,
-        np.full((1, size, size), 200, dtype="uint8"),
-        driver="GTiff",
-        crs=UTM33N,
-        transform=from_origin(500_000, 5_000_000, 10, 10),
-        tiled=True,
-    )
-    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(path, "r+") as dst:
-        dst.build_overviews([2, 4, 8, 16], rasterio.enums.Resampling.nearest)
-        dst.write(np.full((1, size, size), 50, dtype="uint8"))  # overviews are not rebuilt
-    return path
+    return bad_overviews_tiff(path, [2, 4, 8, 16])
 
 
 # --- footprints that leave the Earth (geoconvert.raster.footprint) ----------------------------
@@ -586,7 +574,7 @@ def bad_overviews_tiff(path: Path, factors: list[int]) -> Path:
     )
     with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(path, "r+") as dst:
         dst.build_overviews(factors, rasterio.enums.Resampling.nearest)
-        dst.write(np.full((1, size, size), 50, dtype="uint8"))
+        dst.write(np.full((1, size, size), 50, dtype="uint8"))  # overviews are not rebuilt
     return path
 
 
