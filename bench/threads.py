@@ -111,7 +111,7 @@ def main() -> None:
     lines = [
         f"# Threads per conversion, {args.processes} conversions at once ({args.input})",
         "",
-        f"{args.rounds} rounds, {os.cpu_count()} CPUs, load average before: "
+        f"{args.rounds} rounds, {os.cpu_count()} CPUs, load average at the end: "
         f"{os.getloadavg()[0]:.2f}. Medians over every conversion of every round.",
         "",
         "| threads | CPU s / conversion | wall s / conversion | wall s for the batch |",

@@ -71,15 +71,14 @@ def cog_options() -> raster.CogOptions:
 
 def threads_per_process(cores: int, processes: int) -> int:
     """The COG write's threads when ``processes`` conversions may run at once on ``cores``:
-    an equal share of the cores, plus one, and never more than the cores.
+    an equal share of the cores, at least one.
 
-    GDAL's COG driver reads the source and computes overviews on the calling thread and
-    compresses tiles on the others; the extra thread keeps compressing while the reading
-    one waits. Measured with both processes busy on 2 cores (docs/performance.md), 2
-    threads each finished ~17% sooner than 1 for ~4% more CPU; a share keeps a large host
-    (16 cores, 4 processes: 5 threads each, not 16) from running 64 threads on 16 cores.
+    Measured with both worker processes busy on 2 cores (bench/threads.py,
+    docs/performance.md), more threads than that share cost 8-9% more CPU per conversion
+    and finished the pair no sooner; ALL_CPUS on a large host (16 cores, 4 processes)
+    would run 64 threads on 16 cores.
     """
-    return max(1, min(cores, cores // max(1, processes) + 1))
+    return max(1, cores // max(1, processes))
 
 
 def available_cores() -> int:
