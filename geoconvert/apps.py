@@ -13,6 +13,14 @@ class GeoconvertConfig(AppConfig):
     verbose_name = "Geo-raster conversions"
 
     def ready(self):
+        from django.conf import settings
+
+        from geoconvert.raster import render
+
+        # The engine knows no settings: the app sizes its pool of open COGs for tiles.
+        render.DATASETS.max_idle = settings.TAGGER_TILE_OPEN_DATASETS
+        if not settings.TAGGER_TILE_OVERVIEW_READS:
+            render.OVERVIEW_OVERSAMPLING = 0
         # After every `migrate` (and test-database flush): beat's schedule always holds
         # tagger's periodic tasks, without overwriting what an operator edited.
         post_migrate.connect(

@@ -26,7 +26,7 @@ from tagger.storage import file_read, gdal_name
 
 # Part of every tile's and thumbnail's ETag: raise it when rendering changes, so clients
 # holding a cached image fetch the new one.
-RENDER_VERSION = 1
+RENDER_VERSION = 2
 MAX_ZOOM = 30
 # Validators only: a client keeps the image and asks again with If-None-Match, which costs
 # a 304 and no raster read; a reconversion (new hash) changes every ETag at once.
@@ -85,6 +85,7 @@ class TileView(APIView):
                 z,
                 statistics=geo_raster.statistics,
                 tilesize=256 * self.scale,
+                version=geo_raster.sha256,
             )
         if png is None:
             return HttpResponse(status=204, headers=headers)
@@ -109,7 +110,7 @@ class TileJSONView(APIView):
         query = TileJSONInput(data=request.query_params)
         query.is_valid(raise_exception=True)
         with storage_env():
-            info = render.tile_info(gdal_name(geo_raster.file.name))
+            info = render.tile_info(gdal_name(geo_raster.file.name), version=geo_raster.sha256)
         return Response(
             TileJSONOutput(
                 {
