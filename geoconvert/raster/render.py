@@ -24,6 +24,8 @@ import contextlib
 import logging
 import math
 import os
+import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,7 +314,41 @@ def _png(image: ImageData, plan: _Plan, statistics: dict | None) -> bytes:
             image.alpha_mask = np.minimum(image.alpha_mask, alpha_band)
     elif array.dtype != np.uint8:
         image.rescale(in_range=_stretch_ranges(image, plan.indexes, statistics))
-    return image.render(img_format="PNG", ZLEVEL=PNG_ZLEVEL)
+    return _encode_png(image)
+
+
+def _encode_png(image: ImageData) -> bytes:
+    """The image's bands and its mask as an 8-bit PNG (grey + alpha, or RGBA).
+
+    Written here rather than through GDAL's PNG driver (``ImageData.render``): libpng tries
+    every row filter on every row, which took 5-9 ms of a 256 px tile at zlib level 1; one
+    "Up" filter made with numpy and zlib level 1 take ~3 ms for as many bytes (±5% on the
+    bench's and the tests' rasters). Another dtype goes through GDAL as before.
+    """
+    mask = image.mask
+    if image.array.dtype != np.uint8 or mask.dtype != np.uint8 or image.count not in (1, 3):
+        return image.render(img_format="PNG", ZLEVEL=PNG_ZLEVEL)
+    bands = np.concatenate([image.array.data, mask[np.newaxis]])
+    count, height, width = bands.shape
+    rows = np.moveaxis(bands, 0, -1).reshape(height, width * count)
+    scanlines = np.empty((height, width * count + 1), np.uint8)
+    scanlines[:, 0] = 2  # the "Up" filter: each byte less the one above it, modulo 256
+    scanlines[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=scanlines[1:, 1:])
+    colour_type = {2: 4, 4: 6}[count]  # grey + alpha, RGBA
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            _png_chunk(b"IHDR", header),
+            _png_chunk(b"IDAT", zlib.compress(scanlines.tobytes(), PNG_ZLEVEL)),
+            _png_chunk(b"IEND", b""),
+        )
+    )
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def _stretch_ranges(

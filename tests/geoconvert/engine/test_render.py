@@ -251,6 +251,20 @@ def test_overview_zoom_tiles_look_like_rio_tilers_own(cogs, stats, name, tilesiz
         assert np.median(difference) <= 8, (zoom, np.median(difference))
 
 
+@pytest.mark.parametrize("name", ["rgb", "palette", "grey_alpha", "uint16", "nan"])
+def test_tile_pngs_hold_what_gdals_png_driver_would_write(cogs, stats, name, monkeypatch):
+    cog = cogs[name]
+    tile = centre_tile(cog, tile_info(cog)["maxzoom"] - 1)
+    ours = tile_png(cog, *tile, statistics=stats.get(name))
+
+    monkeypatch.setattr(
+        render, "_encode_png", lambda image: image.render(img_format="PNG", ZLEVEL=1)
+    )
+    gdals = tile_png(cog, *tile, statistics=stats.get(name))
+
+    np.testing.assert_array_equal(decode(ours), decode(gdals))
+
+
 # --- the open COGs kept between tiles --------------------------------------------------
 
 
