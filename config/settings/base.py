@@ -214,8 +214,9 @@ TAGGER_TILE_PROXY_CACHE_SECONDS = env.int("TAGGER_TILE_PROXY_CACHE_SECONDS", def
 # for dozens of tiles of one COG, and the open, its header reads and GDAL's cached blocks of
 # it then serve them all. 0: every tile opens and closes its COG.
 TAGGER_TILE_OPEN_DATASETS = env.int("TAGGER_TILE_OPEN_DATASETS", default=32)
-# Off: a tile at an overview zoom is warped from the full-resolution dataset, as rio-tiler's
-# Reader.tile() does (~2x the time); on, from the overview it needs, opened alone.
+# On: a tile at an overview zoom is warped from the overview it needs, opened alone; off,
+# from the full-resolution dataset, whose warped VRT's overviews GDAL builds for each tile
+# (~2x the time).
 TAGGER_TILE_OVERVIEW_READS = env.bool("TAGGER_TILE_OVERVIEW_READS", default=True)
 
 # WORKSPACE

@@ -205,7 +205,8 @@ def test_tiles_outside_the_raster_are_none_without_reading_pixels(
     inside = centre_tile(cog, 12)
 
     with monkeypatch.context() as patched:
-        patched.setattr(rio_tiler.reader, "part", lambda *a, **k: pytest.fail("pixels read"))
+        for name in ("part", "read"):
+            patched.setattr(rio_tiler.reader, name, lambda *a, **k: pytest.fail("pixels read"))
         assert tile_png(cog, inside.x + 5, inside.y, 12, statistics=None) is None
     assert tile_png(cog, inside.x + 5, inside.y, 12, statistics=None) is None
     assert tile_png(cog, 0, 0, 3, statistics=None) is None
