@@ -60,6 +60,9 @@ PNG_ZLEVEL = 1
 # choosing through rio-tiler's warped VRT, read the same level at 5 of the bench COG's 7 zooms
 # (z15 needs 1/6.6 and reads 1/8) and one level finer at z13 and z14.
 OVERVIEW_OVERSAMPLING = 1.25
+# A tile pixel spanning more of the read dataset's pixels than this is not warped straight to
+# the tile's grid, which would read them all at that resolution.
+DIRECT_WARP_SPAN = 2
 # 0: every tile is warped from the full-resolution dataset (GDAL then takes an overview
 # through the warped VRT's own, built again for each tile: ~2x the time).
 # Open COGs kept idle per process for the next tile (the app sets the size from its settings;
@@ -119,25 +122,39 @@ def tile_png(
     if not (0 <= z <= MAX_TILE_ZOOM and 0 <= x < 2**z and 0 <= y < 2**z):
         return None
     with _pooled(path, version) as cog:
-        reader = cog.tile_reader(x, y, z, tilesize)
-        if reader is None:
+        chosen = cog.tile_reader(x, y, z, tilesize)
+        if chosen is None:
             return None
-        # What Reader.tile() reads, but warped straight to the tile's own grid: rio-tiler's
-        # part() warps to a grid at the dataset's resolution, then resamples that to the tile
-        # (the same pixels on the bench's and the tests' COGs, 2-4 ms more).
-        bounds = reader.tms.xy_bounds(x, y, z)
-        image = rio_reader.read(
-            reader.dataset,
-            dst_crs=reader.tms.rasterio_crs,
-            height=tilesize,
-            width=tilesize,
-            indexes=cog.plan.indexes,
-            vrt_options={
-                "transform": from_bounds(*bounds, tilesize, tilesize),
-                "width": tilesize,
-                "height": tilesize,
-            },
-        )
+        reader, spans = chosen
+        bounds, tms = reader.tms.xy_bounds(x, y, z), reader.tms
+        if spans > DIRECT_WARP_SPAN:
+            # Much coarser than the dataset read (no overviews, or overview reads off): only
+            # rio-tiler's part() lets GDAL take an overview, through the warped VRT's own.
+            image = reader.part(
+                bounds,
+                dst_crs=tms.rasterio_crs,
+                bounds_crs=tms.rasterio_crs,
+                height=tilesize,
+                width=tilesize,
+                max_size=None,
+                indexes=cog.plan.indexes,
+            )
+        else:
+            # Warped straight to the tile's own grid: part() warps to a grid at the dataset's
+            # resolution, then resamples that to the tile (the same pixels on the bench's and
+            # the tests' COGs, 2-4 ms more).
+            image = rio_reader.read(
+                reader.dataset,
+                dst_crs=tms.rasterio_crs,
+                height=tilesize,
+                width=tilesize,
+                indexes=cog.plan.indexes,
+                vrt_options={
+                    "transform": from_bounds(*bounds, tilesize, tilesize),
+                    "width": tilesize,
+                    "height": tilesize,
+                },
+            )
         return _png(image, cog.plan, statistics)
 
 
@@ -160,9 +177,10 @@ class _OpenCog:
             self._stack.close()
             raise
 
-    def tile_reader(self, x: int, y: int, z: int, tilesize: int) -> Reader | None:
-        """A Reader on the overview level tile z/x/y needs, opened alone (``OVERVIEW_LEVEL``);
-        None when the tile does not touch the raster (rio-tiler's ``tile_exists()`` test).
+    def tile_reader(self, x: int, y: int, z: int, tilesize: int) -> tuple[Reader, float] | None:
+        """A Reader on the overview level tile z/x/y needs, opened alone (``OVERVIEW_LEVEL``),
+        and how many of its pixels a tile pixel spans; None when the tile does not touch the
+        raster (rio-tiler's ``tile_exists()`` test).
 
         Through the full-resolution dataset, GDAL warps a tile by building the warped VRT's
         own overviews first, for every tile: that doubled the read at overview zooms. The
@@ -174,7 +192,7 @@ class _OpenCog:
         if reader.tms.rasterio_crs != dataset.crs:
             bounds = transform_bounds(reader.tms.rasterio_crs, dataset.crs, *bounds, densify_pts=21)
         if not all(math.isfinite(v) for v in bounds):
-            return reader  # rio-tiler draws these; the read says what is there
+            return reader, math.inf  # rio-tiler draws these; the read says what is there
         west, south, east, north = normalize_bounds(bounds)
         left, bottom, right, top = normalize_bounds(dataset.bounds)
         if not (west < right and east > left and north > bottom and south < top):
@@ -182,12 +200,13 @@ class _OpenCog:
         needed = min((east - west) / dataset.res[0], (north - south) / dataset.res[1]) / tilesize
         decimations = dataset.overviews(1) if OVERVIEW_OVERSAMPLING else []
         fitting = [i for i, d in enumerate(decimations) if d <= needed * OVERVIEW_OVERSAMPLING]
-        if not fitting:
-            return reader
-        level = fitting[-1]
-        if level not in self._levels:
-            self._levels[level] = self._open_level(level)
-        return self._levels[level]
+        chosen = reader
+        if fitting:
+            if fitting[-1] not in self._levels:
+                self._levels[fitting[-1]] = self._open_level(fitting[-1])
+            chosen = self._levels[fitting[-1]]
+        res_x, res_y = chosen.dataset.res
+        return chosen, min((east - west) / res_x, (north - south) / res_y) / tilesize
 
     def _open_level(self, level: int) -> Reader:
         with cog_env():
