@@ -58,13 +58,13 @@ MAX_TILE_ZOOM = 30
 PNG_ZLEVEL = 1
 # A tile reads the coarsest overview whose pixels are at most this many times its own. GDAL,
 # choosing through rio-tiler's warped VRT, read the same level at 5 of the bench COG's 7 zooms
-# (z15 needs 1/6.6 and reads 1/8) and one level finer at z13 and z14.
+# (z15 needs 1/6.6 and reads 1/8) and one level finer at z13 and z14. 0: every tile is warped
+# from the full-resolution dataset (GDAL then takes an overview through the warped VRT's own,
+# built again for each tile: ~2x the time).
 OVERVIEW_OVERSAMPLING = 1.25
 # A tile pixel spanning more of the read dataset's pixels than this is not warped straight to
 # the tile's grid, which would read them all at that resolution.
 DIRECT_WARP_SPAN = 2
-# 0: every tile is warped from the full-resolution dataset (GDAL then takes an overview
-# through the warped VRT's own, built again for each tile: ~2x the time).
 # Open COGs kept idle per process for the next tile (the app sets the size from its settings;
 # 0 opens and closes the COG on every request).
 DATASETS = Pool(max_idle=32)
