@@ -1131,16 +1131,19 @@ def write(report: dict, results: Path) -> None:
         "",
         "## Per zoom, one tile in this process",
         "",
-        "The tile in the middle of each zoom: the level GDAL read and how many of its blocks, "
-        "the bytes read from the file (through a Python opener that notes every read); a "
-        "render (`geoconvert.raster.render.tile_png`) cold (the COG's pages dropped before "
-        "each; median of 5 tiles) and warm (median of 20), the warm one split by cProfile; "
-        "rio-tiler's read of the tile as the app does it (the full dataset: GDAL picks the "
-        "overview through the warped VRT's own overviews) against the same read from the "
-        "dataset opened at that overview alone (`OVERVIEW_LEVEL=k only`), medians of 20.",
+        "The tile in the middle of each zoom: the level GDAL read for rio-tiler's "
+        "`Reader.tile()` through the full dataset and how many of its blocks, the bytes read "
+        "from the file (through a Python opener that notes every read); a render "
+        "(`geoconvert.raster.render.tile_png`, in this process: its pool of open COGs and its "
+        "overview reads on) cold (the COG's pages dropped before each; median of 5 tiles) and "
+        "warm (median of 20), the warm one split by cProfile; `Reader.tile()` through the full "
+        "dataset (GDAL picks the overview through the warped VRT's own overviews: how the app "
+        "read before it opened the overview itself) against the same read from the dataset "
+        "opened at that overview alone (`OVERVIEW_LEVEL=k only`), medians of 20.",
         "",
         "| zoom | level read (blocks) | bytes read | render cold / warm ms "
-        "| warm: open / read+warp / PNG ms | read as the app / opened at the level ms "
+        "| warm: open / read+warp / PNG ms | Reader.tile() full dataset / opened at the "
+        "level ms "
         "| same pixels |",
         "|---:|---|---:|---:|---|---|---|",
     ]

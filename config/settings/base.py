@@ -210,6 +210,14 @@ TAGGER_TILE_LINK_SECONDS = env.int("TAGGER_TILE_LINK_SECONDS", default=24 * 3600
 # that long. It is also how long a revoked token or a deleted item's tiles stay served.
 # 0: no X-Accel-Expires, nothing cached.
 TAGGER_TILE_PROXY_CACHE_SECONDS = env.int("TAGGER_TILE_PROXY_CACHE_SECONDS", default=0)
+# Open COGs each process keeps idle for the next tile (geoconvert.raster.pool): a map asks
+# for dozens of tiles of one COG, and the open, its header reads and GDAL's cached blocks of
+# it then serve them all. 0: every tile opens and closes its COG.
+TAGGER_TILE_OPEN_DATASETS = env.int("TAGGER_TILE_OPEN_DATASETS", default=32)
+# On: a tile at an overview zoom is warped from the overview it needs, opened alone; off,
+# from the full-resolution dataset, whose warped VRT's overviews GDAL builds for each tile
+# (~2x the time).
+TAGGER_TILE_OVERVIEW_READS = env.bool("TAGGER_TILE_OVERVIEW_READS", default=True)
 
 # WORKSPACE
 # ------------------------------------------------------------------------------

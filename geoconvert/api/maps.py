@@ -28,12 +28,18 @@ from tagger.storage import file_read, gdal_name
 
 # Part of every tile's and thumbnail's ETag: raise it when rendering changes, so clients
 # holding a cached image fetch the new one.
-RENDER_VERSION = 1
+RENDER_VERSION = 2
 MAX_ZOOM = 30
 # Validators only: a client keeps the image and asks again with If-None-Match, which costs
 # a 304 and no raster read; a reconversion (new hash) changes every ETag at once.
 CACHE_CONTROL = "private, no-cache"
 PNG = "image/png"
+
+# The engine knows no settings: the views that draw size its pool of open COGs (here, not
+# in the app's ready(): rio-tiler's import would lengthen every process's start-up).
+render.DATASETS.max_idle = settings.TAGGER_TILE_OPEN_DATASETS
+if not settings.TAGGER_TILE_OVERVIEW_READS:
+    render.OVERVIEW_OVERSAMPLING = 0
 
 
 TILE_SCHEMA = {
@@ -88,6 +94,7 @@ class TileView(APIView):
                 z,
                 statistics=geo_raster.statistics,
                 tilesize=256 * self.scale,
+                version=geo_raster.sha256,
             )
         if png is None:
             return HttpResponse(status=204, headers=headers)
@@ -118,7 +125,7 @@ class TileJSONView(APIView):
         query = TileJSONInput(data=request.query_params)
         query.is_valid(raise_exception=True)
         with _drawing(), storage_env():
-            info = render.tile_info(gdal_name(geo_raster.file.name))
+            info = render.tile_info(gdal_name(geo_raster.file.name), version=geo_raster.sha256)
         return Response(
             TileJSONOutput(
                 {

@@ -19,7 +19,7 @@ from rasterio.io import MemoryFile
 from rasterio.warp import calculate_default_transform, transform_bounds
 from rio_tiler.io import Reader
 
-from geoconvert.raster import RasterError, convert
+from geoconvert.raster import RasterError, convert, render
 from geoconvert.raster.render import thumbnail_png, tile_info, tile_png
 from geoconvert.raster.statistics import UnsupportedDataType, raster_statistics
 from tests import rasters
@@ -205,7 +205,8 @@ def test_tiles_outside_the_raster_are_none_without_reading_pixels(
     inside = centre_tile(cog, 12)
 
     with monkeypatch.context() as patched:
-        patched.setattr(rio_tiler.reader, "part", lambda *a, **k: pytest.fail("pixels read"))
+        for name in ("part", "read"):
+            patched.setattr(rio_tiler.reader, name, lambda *a, **k: pytest.fail("pixels read"))
         assert tile_png(cog, inside.x + 5, inside.y, 12, statistics=None) is None
     assert tile_png(cog, inside.x + 5, inside.y, 12, statistics=None) is None
     assert tile_png(cog, 0, 0, 3, statistics=None) is None
@@ -224,6 +225,97 @@ def test_low_zoom_tiles_read_an_overview_not_the_full_resolution(cogs):
 
     assert set(np.unique(low[0][low[1] > 0])) == {200}
     assert set(np.unique(full[0][full[1] > 0])) == {50}
+
+
+@pytest.mark.parametrize("name", ["rgb", "uint16", "palette", "rgba", "grey_alpha", "nan"])
+@pytest.mark.parametrize("tilesize", [256, 512])
+def test_overview_zoom_tiles_look_like_rio_tilers_own(cogs, stats, name, tilesize):
+    """Read from the overview alone, a tile's pixels may move by a fraction of a pixel against
+    rio-tiler's read through the full resolution (nearest neighbour from another grid); what
+    is drawn, and where it is transparent, stays the same."""
+    cog = cogs[name]
+    info = tile_info(cog)
+    for zoom in range(info["minzoom"], info["maxzoom"]):
+        tile = centre_tile(cog, zoom)
+        statistics = stats.get(name)
+        ours = decode(tile_png(cog, *tile, statistics=statistics, tilesize=tilesize))
+        render.OVERVIEW_OVERSAMPLING, kept = 0, render.OVERVIEW_OVERSAMPLING
+        try:
+            theirs = decode(tile_png(cog, *tile, statistics=statistics, tilesize=tilesize))
+        finally:
+            render.OVERVIEW_OVERSAMPLING = kept
+        assert ours.shape == theirs.shape
+        alpha_agrees = (ours[-1] == theirs[-1]).mean()
+        assert alpha_agrees > 0.97, (zoom, alpha_agrees)
+        both = (ours[-1] > 0) & (theirs[-1] > 0)
+        difference = np.abs(ours[:-1].astype(int) - theirs[:-1].astype(int))[:, both]
+        assert np.median(difference) <= 8, (zoom, np.median(difference))
+
+
+@pytest.mark.parametrize("name", ["rgb", "palette", "grey_alpha", "uint16", "nan"])
+def test_tile_pngs_hold_what_gdals_png_driver_would_write(cogs, stats, name, monkeypatch):
+    cog = cogs[name]
+    tile = centre_tile(cog, tile_info(cog)["maxzoom"] - 1)
+    ours = tile_png(cog, *tile, statistics=stats.get(name))
+
+    monkeypatch.setattr(
+        render, "_encode_png", lambda image: image.render(img_format="PNG", ZLEVEL=1)
+    )
+    gdals = tile_png(cog, *tile, statistics=stats.get(name))
+
+    np.testing.assert_array_equal(decode(ours), decode(gdals))
+
+
+# --- the open COGs kept between tiles --------------------------------------------------
+
+
+def test_a_tile_from_a_kept_cog_is_the_same_png(cogs, monkeypatch: pytest.MonkeyPatch):
+    cog = cogs["rgb"]
+    tile = centre_tile(cog, tile_info(cog)["maxzoom"] - 1)
+    render.DATASETS.clear()
+    first = tile_png(cog, *tile, statistics=None)
+
+    monkeypatch.setattr(
+        render, "open_cog", lambda *a, **k: pytest.fail("opened again instead of kept")
+    )
+    assert tile_png(cog, *tile, statistics=None) == first
+    assert len(render.DATASETS) == 1
+
+
+def test_a_replaced_file_is_read_afresh(tmp_path: Path):
+    path = tmp_path / "item.tif"
+    bright = rasters.cog(rasters.rgb_byte_tiff(tmp_path / "rgb.tif"), tmp_path / "bright.tif")
+    trap = rasters.cog(rasters.overview_trap_tiff(tmp_path / "trap.tif"), tmp_path / "trap.cog")
+    path.write_bytes(bright.read_bytes())
+    tile = centre_tile(path, tile_info(path)["maxzoom"])
+    before = decode(tile_png(path, *tile, statistics=None))
+
+    trap.replace(path)  # a new file under the same name: a new inode, size, mtime
+    tile = centre_tile(path, tile_info(path)["maxzoom"] + 1)
+    after = decode(tile_png(path, *tile, statistics=None))
+
+    assert before.shape[0] == 4 and after.shape[0] == 2, "RGB before, grey after"
+    assert set(np.unique(after[0][after[1] > 0])) == {50}
+
+
+def test_a_version_names_the_content_without_a_stat(cogs):
+    cog = cogs["uint16"]
+    tile = centre_tile(cog, tile_info(cog)["maxzoom"])
+    render.DATASETS.clear()
+
+    one = tile_png(cog, *tile, statistics=None, version="hash-1")
+    two = tile_png(cog, *tile, statistics=None, version="hash-2")
+
+    assert one == two
+    assert len(render.DATASETS) == 1, "hash-1's dataset was closed when hash-2 came"
+
+
+def test_the_kept_cogs_are_bounded(cogs, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(render.DATASETS, "max_idle", 2)
+    render.DATASETS.clear()
+    for name in ("rgb", "uint16", "palette", "dem"):
+        tile_png(cogs[name], *centre_tile(cogs[name], 12), statistics=None)
+    assert len(render.DATASETS) == 2
 
 
 # --- tile_info -------------------------------------------------------------------------
