@@ -18,6 +18,7 @@ from django.utils import timezone
 from geoconvert.models import Conversion, ConversionBatch, Priority, Stage
 from geoconvert.selectors import batch_summary
 from geoconvert.services.conversions import conversion_cancel, conversion_params, run_at_check
+from geoconvert.services.db import retrying_db
 from geoconvert.services.dispatch import conversions_release_softly
 from geoconvert.services.transitions import conversions_cancel_waiting
 from geoconvert.signals import batch_completed
@@ -136,9 +137,26 @@ def _active_items(item_ids: list) -> set:
 
 def batch_cancel(*, batch: ConversionBatch) -> ConversionBatch:
     """Cancel every member that has not finished: the waiting ones at once, the running ones
-    at their next heartbeat (the usual cancel)."""
+    at their next heartbeat (the usual cancel).
+
+    The waiting ones' transaction locks the batch, then its members; a worker's transition
+    locks a member, then the batch. PostgreSQL breaks such a deadlock by aborting one side:
+    this transaction is then run again from the start (retrying_db), and a worker's task
+    retries its own (TRANSIENT_DB_ERRORS)."""
+    retrying_db(_batch_cancel_waiting, batch.pk)
+    # The running ones as any cancel: each stops at its next heartbeat.
+    for conversion in Conversion.objects.filter(batch=batch, state=State.PROGRESS):
+        try:
+            conversion_cancel(conversion=conversion)
+        except Conflict:  # it finished meanwhile
+            pass
+    batch.refresh_from_db()
+    return batch
+
+
+def _batch_cancel_waiting(batch_id) -> None:
     with transaction.atomic():
-        batch = ConversionBatch.objects.select_for_update().get(pk=batch.pk)
+        batch = ConversionBatch.objects.select_for_update().get(pk=batch_id)
         if batch.is_finished:
             raise Conflict(
                 f"The batch has already finished ({batch.state}); there is nothing to cancel.",
@@ -155,14 +173,6 @@ def batch_cancel(*, batch: ConversionBatch) -> ConversionBatch:
         )
         conversions_cancel_waiting(waiting)
         transaction.on_commit(partial(conversions_release_softly, owner_ids=[batch.owner_id]))
-    # The running ones as any cancel: each stops at its next heartbeat.
-    for conversion in Conversion.objects.filter(batch=batch, state=State.PROGRESS):
-        try:
-            conversion_cancel(conversion=conversion)
-        except Conflict:  # it finished meanwhile
-            pass
-    batch.refresh_from_db()
-    return batch
 
 
 def batch_retry(*, batch: ConversionBatch) -> tuple[ConversionBatch, int]:

@@ -105,6 +105,7 @@ def conversions_cancel_waiting(task_ids: list) -> list:
             chunk = list(
                 Conversion.objects.select_for_update()
                 .filter(pk__in=task_ids[start : start + 500], state=State.PENDING)
+                .order_by("pk")  # every multi-row lock in one order
                 .values_list("pk", flat=True)
             )
             if not chunk:
