@@ -2,9 +2,10 @@
 ``gdal_cog.py SRC DST``, what ``gdal_translate -of COG -co ...`` runs (the image has no GDAL
 command-line tools; rasterio's copy is the same GDALCreateCopy call).
 
-The engine's own choices that are not creation options come along, so that the two differ
-only in their pipelines: GDAL_CACHEMAX, no PAM sidecar, the temporary overview file left
-uncompressed when small enough (geoconvert.raster.plan.temporary_file_config).
+The creation options and the temporary-file setting are the engine's own
+(geoconvert.raster.plan), with its GDAL cache and no PAM sidecar, so that the two differ only
+in what the engine adds around the driver: its source opener, progress, footprint and
+validation.
 """
 
 import sys
@@ -16,26 +17,17 @@ import rasterio  # noqa: E402
 import rasterio.shutil  # noqa: E402
 
 from geoconvert.raster import CogOptions  # noqa: E402
+from geoconvert.raster.plan import Plan, creation_options, temporary_file_config  # noqa: E402
 
 
 def main(src: str, dst: str) -> None:
     options = CogOptions()
-    creation = {
-        "COMPRESS": options.compression,
-        "LEVEL": options.level or 1,
-        "PREDICTOR": "YES" if options.predictor else "NO",
-        "BLOCKSIZE": options.blocksize,
-        "OVERVIEW_RESAMPLING": "AVERAGE",
-        "OVERVIEWS": "IGNORE_EXISTING",
-        "NUM_THREADS": options.num_threads,
-        "BIGTIFF": "IF_SAFER",
-    }
-    with rasterio.Env(
-        GDAL_CACHEMAX=options.cache_mb * 1024**2,
-        GDAL_PAM_ENABLED="NO",
-        COG_TMP_COMPRESSION="NONE",
-    ):
-        rasterio.shutil.copy(src, dst, driver="COG", **creation)
+    with rasterio.Env(GDAL_CACHEMAX=options.cache_mb * 1024**2, GDAL_PAM_ENABLED="NO"):
+        with rasterio.open(src) as dataset:
+            plan = Plan(dataset, None, dataset.width, dataset.height)
+            creation = creation_options(plan, options)
+            with rasterio.Env(**temporary_file_config(plan, dataset.dtypes)):
+                rasterio.shutil.copy(dataset, dst, driver="COG", **creation)
 
 
 if __name__ == "__main__":
