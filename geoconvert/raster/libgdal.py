@@ -1,4 +1,5 @@
-"""GDAL's C API, for the one call rasterio does not expose: CreateCopy with a progress callback.
+"""GDAL's C API, for the calls rasterio does not expose: CreateCopy and Translate with a
+progress callback.
 
 ``rasterio.shutil.copy`` hands GDAL no progress function, so the write would be one silent
 call. GDAL itself reports progress to any ``GDALProgressFunc`` given to ``GDALCreateCopy``
@@ -10,7 +11,8 @@ Python opener. The alternatives were worse: GDAL's own Python bindings would loa
 libgdal that knows nothing of rasterio's opener or environment; the size of the partial file
 is not GDAL's progress (the driver writes its overviews elsewhere first); rasterio has no
 hook. ctypes releases the GIL for the call, as rasterio does, and takes it back for each
-callback.
+callback. ``translate`` (``GDALTranslate``, with a progress callback too) resamples a whole
+raster in one call, which is how ``overviews`` builds each level from the one above.
 
 The source is opened again by the name rasterio opened it under (``dataset.name``: an opener
 path ``/vsiriopener_.../...`` or a ``/vsimem/...vrt``), with the one driver rasterio used, so
@@ -20,6 +22,7 @@ keeps its opener registered.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
@@ -60,6 +63,46 @@ def create_copy(
     Raises GdalError when GDAL fails (including when stopped by ``progress``).
     """
     lib = _lib()
+    cog_driver = lib.GDALGetDriverByName(driver.encode())
+    if not cog_driver:
+        raise GdalError(f"GDAL has no {driver} driver")
+    creation = _string_list(f"{key}={value}" for key, value in options.items())
+    with _callback(progress) as (callback, raised), _opened(lib, src_name, src_driver) as src:
+        copied = lib.GDALCreateCopy(
+            cog_driver, os.fsencode(Path(dst)), src, 1, creation, callback, None
+        )
+        _close_written(lib, copied, raised, "GDALCreateCopy failed")
+
+
+def translate(
+    src_name: str,
+    src_driver: str,
+    dst: str | os.PathLike,
+    *,
+    arguments: list[str],
+    progress: Callable[[float], bool],
+) -> None:
+    """``GDALTranslate`` (gdal_translate's ``arguments``) of ``src_name``, opened with
+    ``src_driver`` only, to ``dst``; ``progress`` as for ``create_copy``."""
+    lib = _lib()
+    translate_options = lib.GDALTranslateOptionsNew(_string_list(arguments), None)
+    if not translate_options:
+        raise GdalError(_last_error(lib) or f"bad gdal_translate arguments: {arguments}")
+    try:
+        with (
+            _callback(progress) as (callback, raised),
+            _opened(lib, src_name, src_driver) as src,
+        ):
+            lib.GDALTranslateOptionsSetProgress(translate_options, callback, None)
+            written = lib.GDALTranslate(os.fsencode(Path(dst)), src, translate_options, None)
+            _close_written(lib, written, raised, "GDALTranslate failed")
+    finally:
+        lib.GDALTranslateOptionsFree(translate_options)
+
+
+@contextlib.contextmanager
+def _callback(progress: Callable[[float], bool]):
+    """A ``GDALProgressFunc`` calling ``progress``, and the list of what it raised."""
     raised: list[BaseException] = []
 
     def on_progress(fraction: float, message: bytes | None, data: int | None) -> int:
@@ -69,38 +112,40 @@ def create_copy(
             raised.append(exc)
             return 0
 
-    callback = _ProgressFunc(on_progress)  # kept referenced until the call returns
-    cog_driver = lib.GDALGetDriverByName(driver.encode())
-    if not cog_driver:
-        raise GdalError(f"GDAL has no {driver} driver")
+    yield _ProgressFunc(on_progress), raised  # referenced until the call has returned
+
+
+@contextlib.contextmanager
+def _opened(lib, name: str, driver: str):
     lib.CPLErrorReset()
-    src = lib.GDALOpenEx(
-        os.fsencode(src_name),
+    handle = lib.GDALOpenEx(
+        os.fsencode(name),
         _GDAL_OF_RASTER | _GDAL_OF_VERBOSE_ERROR,
-        _string_list([src_driver]),
+        _string_list([driver]),
         None,
         None,
     )
-    if not src:
-        raise GdalError(_last_error(lib) or f"GDAL could not reopen {src_name}")
+    if not handle:
+        raise GdalError(_last_error(lib) or f"GDAL could not reopen {name}")
     try:
-        creation = _string_list(f"{key}={value}" for key, value in options.items())
-        copied = lib.GDALCreateCopy(
-            cog_driver, os.fsencode(Path(dst)), src, 1, creation, callback, None
-        )
-        if raised:
-            if copied:
-                lib.GDALClose(copied)
-            raise raised[0]
-        if not copied:
-            raise GdalError(_last_error(lib) or "GDALCreateCopy failed")
-        # Closing flushes what is left to write: its errors are the copy's.
-        lib.CPLErrorReset()
-        lib.GDALClose(copied)
-        if lib.CPLGetLastErrorType() >= _CE_FAILURE:
-            raise GdalError(_last_error(lib))
+        yield handle
     finally:
-        lib.GDALClose(src)
+        lib.GDALClose(handle)
+
+
+def _close_written(lib, written, raised: list[BaseException], failure: str) -> None:
+    """Close the dataset a copy returned; raise what its progress raised or GDAL's error."""
+    if raised:
+        if written:
+            lib.GDALClose(written)
+        raise raised[0]
+    if not written:
+        raise GdalError(_last_error(lib) or failure)
+    # Closing flushes what is left to write: its errors are the copy's.
+    lib.CPLErrorReset()
+    lib.GDALClose(written)
+    if lib.CPLGetLastErrorType() >= _CE_FAILURE:
+        raise GdalError(_last_error(lib))
 
 
 def read_head(name: str, size: int) -> bytes:
@@ -159,6 +204,23 @@ def _lib() -> ctypes.CDLL:
         _StringList,
         _ProgressFunc,
         ctypes.c_void_p,
+    ]
+    lib.GDALTranslateOptionsNew.restype = ctypes.c_void_p
+    lib.GDALTranslateOptionsNew.argtypes = [_StringList, ctypes.c_void_p]
+    lib.GDALTranslateOptionsSetProgress.restype = None
+    lib.GDALTranslateOptionsSetProgress.argtypes = [
+        ctypes.c_void_p,
+        _ProgressFunc,
+        ctypes.c_void_p,
+    ]
+    lib.GDALTranslateOptionsFree.restype = None
+    lib.GDALTranslateOptionsFree.argtypes = [ctypes.c_void_p]
+    lib.GDALTranslate.restype = ctypes.c_void_p
+    lib.GDALTranslate.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_int),
     ]
     lib.GDALClose.restype = None  # CPLErr only since GDAL 3.7: the error state says it all
     lib.GDALClose.argtypes = [ctypes.c_void_p]
