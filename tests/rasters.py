@@ -134,6 +134,25 @@ def large_noise_tiff(path: Path, size: int = 2500) -> Path:
     )
 
 
+def rgb_nodata_tiff(path: Path) -> Path:
+    """1301x777 RGB uint8 GeoTIFF in UTM 33N, striped, nodata 0 over a hole and a border:
+    odd sides, so each overview level's size is rounded down."""
+    height, width = 777, 1301
+    data = np.stack([_surface(height, width, seed=s) + 1 for s in (40, 41, 42)])
+    data = np.clip(data, 1, 255).astype("uint8")
+    data[:, 300:420, 500:777] = 0
+    data[:, :, :33] = 0
+    return _write(
+        path,
+        data,
+        driver="GTiff",
+        crs=UTM33N,
+        transform=from_origin(450_000, 5_020_000, 2, 2),
+        nodata=0,
+        photometric="RGB",
+    )
+
+
 def masked_rgb_tiff(path: Path) -> Path:
     """600x500 RGB uint8 GeoTIFF with an internal per-dataset mask (a hole and a border)."""
     height, width = 500, 600
@@ -287,12 +306,12 @@ def gcps_only_tiff(path: Path) -> Path:
     return path
 
 
-def truncated_tiff(path: Path) -> Path:
-    """A valid 512x512 uncompressed striped GeoTIFF cut off halfway through its pixels.
+def truncated_tiff(path: Path, size: int = 512) -> Path:
+    """A valid size x size RGB uncompressed striped GeoTIFF cut off halfway through its pixels.
 
     The header and tags are intact, so it opens; reading the lower half fails.
     """
-    data = np.stack([_surface(512, 512, seed=s) for s in (28, 29, 30)]).astype("uint8")
+    data = np.stack([_surface(size, size, seed=s) for s in (28, 29, 30)]).astype("uint8")
     _write(
         path,
         data,
@@ -306,7 +325,7 @@ def truncated_tiff(path: Path) -> Path:
     with rasterio.open(path) as src:
         first_row_offset = int(src.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
     full = path.read_bytes()
-    pixel_bytes = 512 * 512 * 3
+    pixel_bytes = size * size * 3
     assert len(full) >= first_row_offset + pixel_bytes, "pixel data must follow the header"
     path.write_bytes(full[: first_row_offset + pixel_bytes // 2])
     return path
@@ -560,13 +579,13 @@ def global_edges_tiff(path: Path) -> Path:
 # --- sources the COG must not copy (overviews, band types) --------------------------------
 
 
-def bad_overviews_tiff(path: Path, factors: list[int]) -> Path:
+def bad_overviews_tiff(path: Path, factors: list[int], bands: int = 1) -> Path:
     """1024x1024 uint8 in UTM 33N, pixels all 50, with its own overviews at ``factors`` (in
     that order, as the file lists them) all 200: a COG that reused them would show it."""
     size = 1024
     _write(
         path,
-        np.full((1, size, size), 200, dtype="uint8"),
+        np.full((bands, size, size), 200, dtype="uint8"),
         driver="GTiff",
         crs=UTM33N,
         transform=from_origin(500_000, 5_000_000, 10, 10),
@@ -574,7 +593,7 @@ def bad_overviews_tiff(path: Path, factors: list[int]) -> Path:
     )
     with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(path, "r+") as dst:
         dst.build_overviews(factors, rasterio.enums.Resampling.nearest)
-        dst.write(np.full((1, size, size), 50, dtype="uint8"))  # overviews are not rebuilt
+        dst.write(np.full((bands, size, size), 50, dtype="uint8"))  # overviews not rebuilt
     return path
 
 

@@ -87,35 +87,26 @@ def _build_levels(dataset, sizes, levels, blocksize, bytes_per_pixel, progress) 
     reads = [dataset.width * dataset.height] + [w * h for w, h in sizes[:-1]]
     total = sum(reads)
     large = sum(w * h for w, h in sizes) * bytes_per_pixel > UNCOMPRESSED_LEVELS_MAX_BYTES
-    compression = ["-co", "COMPRESS=ZSTD", "-co", "ZSTD_LEVEL=1"] if large else []
+    creation = {
+        "TILED": "YES",
+        "BLOCKXSIZE": blocksize,
+        "BLOCKYSIZE": blocksize,
+        "INTERLEAVE": "PIXEL",
+        "BIGTIFF": "IF_SAFER",
+        **({"COMPRESS": "ZSTD", "ZSTD_LEVEL": 1} if large else {}),
+    }
+    # "-ovr NONE": from full resolution, never from the upload's own overviews.
+    arguments = ["-of", "GTiff", "-r", "average", "-ovr", "NONE"]
+    for key, value in creation.items():
+        arguments += ["-co", f"{key}={value}"]
     name, driver, done = dataset.name, dataset.driver, 0
     for (width, height), level, read in zip(sizes, levels, reads, strict=True):
-        start = done / total
-        share = read / total
+        start, share = done / total, read / total
         libgdal.translate(
             name,
             driver,
             level,
-            arguments=[
-                "-of",
-                "GTiff",
-                "-r",
-                "average",
-                "-outsize",
-                str(width),
-                str(height),
-                "-co",
-                "TILED=YES",
-                "-co",
-                f"BLOCKXSIZE={blocksize}",
-                "-co",
-                f"BLOCKYSIZE={blocksize}",
-                "-co",
-                "INTERLEAVE=PIXEL",
-                "-co",
-                "BIGTIFF=IF_SAFER",
-                *compression,
-            ],  # fmt: skip
+            arguments=[*arguments, "-outsize", str(width), str(height)],
             progress=lambda fraction, start=start, share=share: progress(start + share * fraction),
         )
         name, driver, done = os.fspath(level), "GTiff", done + read

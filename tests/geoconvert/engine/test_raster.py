@@ -33,6 +33,7 @@ from geoconvert.raster import (
     convert,
     describe,
 )
+from geoconvert.raster import overviews as raster_overviews
 from geoconvert.raster import plan as raster_plan
 from geoconvert.raster import source as raster_source
 from tests import rasters
@@ -652,11 +653,13 @@ def test_an_error_in_should_cancel_while_writing_is_raised_as_is(
 # --- what the source carries that a COG must not: its overviews, its band type ----------------
 
 
+@pytest.mark.parametrize("bands", [1, 3], ids=["one-band", "rgb"])
 @pytest.mark.parametrize("factors", [[4, 2, 8, 16], [1, 2, 4]], ids=["unsorted", "factor-1"])
 def test_the_cog_has_its_own_overviews_whatever_the_source_has(
-    factors: list[int], src_dir: Path, out_dir: Path
+    factors: list[int], bands: int, src_dir: Path, out_dir: Path
 ):
-    src = rasters.bad_overviews_tiff(src_dir / "bad.tif", factors)
+    # One band: GDAL's COG driver builds the overviews; several: geoconvert.raster.overviews.
+    src = rasters.bad_overviews_tiff(src_dir / "bad.tif", factors, bands)
     with rasterio.open(src) as dataset:
         assert dataset.overviews(1) == factors  # the source keeps them as written
 
@@ -667,8 +670,138 @@ def test_the_cog_has_its_own_overviews_whatever_the_source_has(
         for level in range(len(info.overviews)):
             with rasterio.open(cog, overview_level=level) as overview:
                 # Computed from the full resolution (all 50), not the source's (all 200).
-                assert np.unique(overview.read(1)).tolist() == [50], level
-        assert np.unique(dataset.read(1)).tolist() == [50]
+                assert np.unique(overview.read()).tolist() == [50], level
+        assert np.unique(dataset.read()).tolist() == [50]
+
+
+# --- multi-band overviews, each level from the one above (geoconvert.raster.overviews) ---
+
+LEVEL_BY_LEVEL = {
+    "rgb": rasters.rgb_byte_tiff,
+    "rgb-nodata-odd-sides": rasters.rgb_nodata_tiff,
+    "rgba": rasters.rgba_tiff,
+    "uint16-wide": rasters.wide_uint16_tiff,
+}
+
+
+@pytest.fixture
+def levels_built(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The sources whose overviews ``overviews.with_overviews`` built (it still runs)."""
+    built: list[str] = []
+    real = raster_overviews.with_overviews
+
+    def recording(dataset, *args, **kwargs):
+        built.append(dataset.name)
+        return real(dataset, *args, **kwargs)
+
+    monkeypatch.setattr(raster_overviews, "with_overviews", recording)
+    return built
+
+
+@pytest.mark.parametrize("kind", LEVEL_BY_LEVEL)
+def test_multiband_overviews_are_built_level_by_level_with_gdals_own_pixels(
+    kind: str, levels_built: list[str], src_dir: Path, out_dir: Path, tmp_path: Path
+):
+    src = LEVEL_BY_LEVEL[kind](src_dir / "upload.tif")
+
+    cog, info = convert_checked(src, out_dir)
+
+    assert len(levels_built) == 1, "this raster's overviews were built here"
+    rasters.assert_same_pixels(src, cog)
+    # What GDAL's COG driver makes of the same source, each level from full resolution.
+    reference = rasters.cog(
+        src, tmp_path / "gdal.tif", BLOCKSIZE=512, OVERVIEW_RESAMPLING="AVERAGE"
+    )
+    with rasterio.open(reference) as gdals:
+        assert info.overviews == gdals.overviews(1) and info.overviews
+    for level in range(len(info.overviews)):
+        with (
+            rasterio.open(cog, overview_level=level) as ours,
+            rasterio.open(reference, overview_level=level) as gdals,
+        ):
+            assert ours.shape == gdals.shape, level
+            np.testing.assert_array_equal(ours.read(), gdals.read())
+            np.testing.assert_array_equal(ours.dataset_mask(), gdals.dataset_mask())
+
+
+@pytest.mark.parametrize(
+    "make",
+    [rasters.masked_rgb_tiff, rasters.overview_trap_tiff, rasters.palette_tiff],
+    ids=["mask-band", "one-band", "palette"],
+)
+def test_gdals_cog_driver_builds_the_overviews_it_does_as_well(
+    make, levels_built: list[str], src_dir: Path, out_dir: Path
+):
+    src = make(src_dir / "upload.tif")
+
+    cog, info = convert_checked(src, out_dir)
+
+    assert info.overviews and levels_built == []
+    rasters.assert_same_pixels(src, cog)
+
+
+def test_large_levels_are_compressed_on_disk_and_give_the_same_cog(
+    monkeypatch: pytest.MonkeyPatch, levels_built: list[str], src_dir: Path, out_dir: Path
+):
+    src = rasters.rgb_byte_tiff(src_dir / "rgb.tif")
+    plain, _ = convert_checked(src, out_dir)
+    plain = plain.rename(src_dir / "plain.tif")
+    monkeypatch.setattr(raster_overviews, "UNCOMPRESSED_LEVELS_MAX_BYTES", 0)
+
+    cog, info = convert_checked(src, out_dir)
+
+    assert len(levels_built) == 2 and info.overviews == [2, 4]
+    for level in range(len(info.overviews)):
+        with (
+            rasterio.open(cog, overview_level=level) as compressed,
+            rasterio.open(plain, overview_level=level) as uncompressed,
+        ):
+            np.testing.assert_array_equal(compressed.read(), uncompressed.read())
+
+
+def test_the_source_is_read_once_for_all_its_overviews(
+    monkeypatch: pytest.MonkeyPatch, src_dir: Path, out_dir: Path
+):
+    src = rasters.large_noise_tiff(src_dir / "noise.tif")
+    read: list[int] = []
+    real_read = raster_source._CancellableFile.read
+
+    def counting(self, size: int = -1) -> bytes:
+        data = real_read(self, size)
+        read.append(len(data))
+        return data
+
+    monkeypatch.setattr(raster_source._CancellableFile, "read", counting)
+
+    convert_checked(src, out_dir)
+
+    # Once for the first level, once for full resolution; the rest from the levels.
+    assert sum(read) <= 2.05 * src.stat().st_size, sum(read) / src.stat().st_size
+
+
+def test_a_source_that_breaks_while_its_levels_are_built_leaves_nothing(
+    levels_built: list[str], src_dir: Path, out_dir: Path
+):
+    src = rasters.truncated_tiff(src_dir / "cut.tif", size=1200)
+
+    with pytest.raises(RasterError, match="truncated or corrupt"):
+        convert(src, out_dir / "result.tif")
+
+    assert len(levels_built) == 1
+    assert listing(out_dir) == [], "no partial COG, no level, no VRT"
+
+
+def test_level_sizes_are_the_cog_drivers():
+    assert raster_overviews.level_sizes(10_000, 10_000, 512) == [
+        (5000, 5000),
+        (2500, 2500),
+        (1250, 1250),
+        (625, 625),
+        (312, 312),
+    ]
+    assert raster_overviews.level_sizes(1301, 777, 512) == [(650, 388), (325, 194)]
+    assert raster_overviews.level_sizes(512, 512, 512) == []
+    assert raster_overviews.level_sizes(4000, 3, 512)[-1] == (500, 1)
 
 
 @pytest.mark.parametrize("gdal_type", list(rasters.COMPLEX_TYPES))
