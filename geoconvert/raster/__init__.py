@@ -15,10 +15,11 @@ names server paths) is only logged.
 Modules: ``options`` (options, limits, steps, result, errors: the defaults live there),
 ``source`` (the boundary for the untrusted file: identify, open, read, cancel), ``validate``
 (request and size checks), ``plan`` (georeferencing, warp, creation options), ``write``
-(``convert()``, through a partial file), ``libgdal`` (``GDALCreateCopy`` with GDAL's progress
-callback, through ctypes on rasterio's libgdal), ``describe`` (a finished COG's metadata); reading a
-finished COG: ``statistics`` (exact per-band statistics, histogram, percentiles) and
-``render`` (map tiles, thumbnails, TileJSON facts, through rio-tiler).
+(``convert()``, through a partial file), ``overviews`` (a multi-band raster's overviews, each
+level from the one above), ``libgdal`` (``GDALCreateCopy`` and ``GDALTranslate`` with GDAL's
+progress callback, through ctypes on rasterio's libgdal), ``describe`` (a finished COG's
+metadata); reading a finished COG: ``statistics`` (exact per-band statistics, histogram,
+percentiles) and ``render`` (map tiles, thumbnails, TileJSON facts, through rio-tiler).
 """
 
 from .describe import describe
