@@ -169,5 +169,6 @@ def on_batch_completed(*, batch_id, owner_id, summary, **kwargs) -> None:
         owner_id=owner_id,
         event_type=event_type,
         data=summary,
-        dedupe_key=f"{event_type.value}:{batch_id}",
+        # Once per completion: a retried batch that completes again is told again.
+        dedupe_key=f"{event_type.value}:{batch_id}:{summary.get('finished_at')}",
     )

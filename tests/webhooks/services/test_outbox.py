@@ -6,6 +6,7 @@ import uuid
 import pytest
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.utils import timezone
 
 from geoconvert.models import Conversion, Stage
 from geoconvert.services.conversions import conversion_start
@@ -101,6 +102,31 @@ def test_batch_completed_carries_the_summary(user):
     batch_completed.send(sender=None, batch_id=summary["id"], owner_id=user.pk, summary=summary)
     event = WebhookEvent.objects.get()
     assert event.type == "batch.completed" and event.payload["data"] == summary
+
+
+def test_a_batch_that_completes_again_after_a_retry_is_told_again(user):
+    from geoconvert.services.batches import batch_complete_if_done, batch_retry, batch_start
+
+    _subscribe(user, "batch.completed")
+    folder = item_create(owner=user, name="survey")
+    item_create(owner=user, name="notes.txt", parent=folder, file=ContentFile(b"not a raster"))
+    batch = batch_start(folder=folder)
+    member = batch.conversions.get()
+    Conversion.objects.filter(pk=member.pk).update(
+        state=Conversion.State.FAILURE, finished_at=timezone.now()
+    )
+    assert batch_complete_if_done(batch.pk)
+
+    batch, retried = batch_retry(batch=batch)
+    assert retried == 1 and batch.state == "PROGRESS"
+    Conversion.objects.filter(batch=batch, state__in=Conversion.ACTIVE_STATES).update(
+        state=Conversion.State.FAILURE, finished_at=timezone.now()
+    )
+    assert batch_complete_if_done(batch.pk)
+
+    events = WebhookEvent.objects.filter(type="batch.completed").order_by("created_at")
+    assert [e.payload["data"]["counts"]["FAILURE"] for e in events] == [1, 1]  # latest attempts
+    assert len({e.payload["data"]["finished_at"] for e in events}) == 2
 
 
 def test_cancelling_a_batch_tells_each_member_s_cancel_once(
