@@ -157,10 +157,13 @@ def conversion_retry(*, conversion: Conversion) -> Conversion:
             code="not_retryable",
             extra={"task_id": str(conversion.task_id), "state": conversion.state},
         )
+    batch = conversion.batch
+    if batch is not None and batch.state == ConversionBatch.State.CANCELLED:
+        batch = None  # a cancelled batch stays cancelled: the new attempt runs on its own
     new, created = conversion_start(
         item=conversion.item,
         retry_of=conversion,
-        batch=conversion.batch,
+        batch=batch,
         priority=conversion.priority,
         **conversion.params,
     )

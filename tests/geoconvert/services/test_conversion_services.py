@@ -159,3 +159,24 @@ def test_invalid_request_crs_is_refused_at_once(raster_item):
         conversion_start(item=raster_item, target_crs="EPSG:999999")
     assert error.value.code == "invalid_crs"
     assert not Conversion.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_member_of_a_cancelled_batch_retried_alone_runs_outside_it(user, tmp_path):
+    # As the admin's retry action and retry_failed_conversions do.
+    from geoconvert.services.batches import batch_cancel, batch_start
+
+    folder = item_create(owner=user, name="survey")
+    for name in ("a.tif", "b.tif"):
+        path = rasters.rgb_byte_tiff(tmp_path / name)
+        with open(path, "rb") as fh:
+            item_create(owner=user, name=name, parent=folder, file=File(fh, name=name))
+    batch = batch_cancel(batch=batch_start(folder=folder))
+    member = batch.conversions.first()
+
+    retried = conversion_retry(conversion=member)
+
+    assert retried.batch_id is None and retried.retry_of_id == member.pk
+    batch.refresh_from_db()
+    assert batch.state == "CANCELLED"
+    assert set(batch.conversions.values_list("state", flat=True)) == {"CANCELLED"}
