@@ -1,6 +1,8 @@
 """Folder batches through the API and a real worker: POST convert on a folder, follow the
 batch, its members in /tasks/, cancel and retry."""
 
+import datetime
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -11,6 +13,10 @@ from tagger.models import TreeItem
 from tests import rasters
 from tests.geoconvert.api.helpers import convert, queue_paused, upload
 from tests.geoconvert.reliability.helpers import wait_until
+
+
+def _days_ahead(days: float) -> str:
+    return (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=days)).isoformat()
 
 
 def _folder(api, name="maps", parent=None) -> dict:
@@ -179,7 +185,7 @@ def test_files_converting_already_are_skipped(api, tree):
     [
         ({"priority": "urgent"}, "invalid"),
         ({"run_at": "tomorrow"}, "invalid"),
-        ({"run_at": "2031-01-01T00:00:00Z"}, "invalid_run_at"),
+        ({"run_at": _days_ahead(31)}, "invalid_run_at"),
         ({"recursive": "maybe"}, "invalid"),
         ({"target_crs": "EPSG:0"}, "invalid_crs"),
     ],
@@ -190,6 +196,21 @@ def test_a_bad_batch_request_is_refused_and_creates_nothing(api, tree, body, cod
     assert response.status_code == 400, response.content
     assert response.json()["code"] == code, response.json()
     assert not ConversionBatch.objects.exists() and not Conversion.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("days", "status"), [(29, 202), (31, 400)])
+def test_a_single_conversion_may_be_scheduled_up_to_30_days_ahead(api, tree, days, status):
+    _, _, files = tree
+    response = convert(api, files["a"]["id"], {"run_at": _days_ahead(days)})
+
+    assert response.status_code == status, response.content
+    if status == 202:
+        task = api.get(f"/api/v1/tasks/{response.json()['task_id']}").json()
+        assert task["state"] == "PENDING" and task["status"] == "Scheduled" and task["run_at"]
+    else:
+        assert response.json()["code"] == "invalid_run_at"
+        assert not Conversion.objects.exists()
 
 
 @pytest.mark.django_db
