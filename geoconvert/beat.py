@@ -1,11 +1,14 @@
 """Beat's schedule: the periodic tasks tagger runs, registered at `migrate`, then edited in
 the admin (django-celery-beat's database scheduler)."""
 
+import logging
 from dataclasses import dataclass
 
 from django.conf import settings
 from django_celery_beat import schedulers
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -89,8 +92,15 @@ def periodic_tasks_register() -> list[str]:
     return created
 
 
+# Tasks beat runs in its own process instead of sending them to a worker: a worker whose
+# every process is converting takes no other task until one finishes, and the dispatcher must
+# still send a scheduled conversion on time and refill each user's share (a pass takes a few
+# queries and, at most, a share's worth of messages).
+RUN_IN_BEAT = frozenset({"geoconvert.tasks.release_conversions"})
+
+
 class DatabaseScheduler(schedulers.DatabaseScheduler):
-    """django-celery-beat's scheduler, minus its default entry.
+    """django-celery-beat's scheduler, minus its default entry, running RUN_IN_BEAT itself.
 
     The parent rewrites a `celery.backend_cleanup` entry at every start, undoing what an
     operator set in the admin. tagger registers that cleanup itself at migrate time, as
@@ -99,3 +109,13 @@ class DatabaseScheduler(schedulers.DatabaseScheduler):
 
     def install_default_entries(self, data):
         pass
+
+    def apply_async(self, entry, producer=None, advance=True, **kwargs):
+        if entry.task not in RUN_IN_BEAT:
+            return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
+        entry = self.reserve(entry) if advance else entry
+        # Eager: the task's own code and signals, here; its error is logged, beat goes on.
+        result = self.app.tasks[entry.task].apply(args=entry.args, kwargs=entry.kwargs)
+        if result.failed():
+            logger.error("%s failed in beat: %r", entry.task, result.result)
+        return result

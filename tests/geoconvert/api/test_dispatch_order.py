@@ -136,6 +136,30 @@ def test_a_scheduled_conversion_waits_then_beat_sends_it(api, files, beat):
     assert (conversion.started_at - run_at).total_seconds() <= 10, beat.log_tail()
 
 
+def test_beat_sends_a_due_scheduled_conversion_while_no_worker_takes_any_task(
+    api, files, beat, live_worker, settings
+):
+    # As when every worker process is busy converting: none takes the housekeeping queue.
+    _, (item,) = files(api, 1)
+    with (
+        queue_paused(live_worker),
+        queue_paused(live_worker, settings.CELERY_TASK_DEFAULT_QUEUE),
+    ):
+        run_at = timezone.now() + datetime.timedelta(seconds=3)
+        task_id = convert(api, item["id"], {"run_at": run_at.isoformat()}).json()["task_id"]
+
+        sent = wait_until(
+            lambda: Conversion.objects.get(pk=task_id).queued_at,
+            "beat to send the scheduled conversion",
+            timeout=30,
+        )
+        assert sent >= run_at
+        assert (sent - run_at).total_seconds() <= 10, beat.log_tail()
+        assert Conversion.objects.get(pk=task_id).started_at is None
+    final, _ = wait_for_task(api, task_id, timeout=60)
+    assert final["state"] == "SUCCESS"
+
+
 def test_a_scheduled_conversion_can_be_cancelled_and_never_runs(api, files, beat):
     _, (item,) = files(api, 1)
     run_at = timezone.now() + datetime.timedelta(seconds=2)
