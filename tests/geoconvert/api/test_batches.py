@@ -103,6 +103,27 @@ def test_a_folder_converts_as_a_batch_of_ordinary_conversions(api, tree):
 
 
 @pytest.mark.usefixtures("live_worker")
+def test_a_batch_larger_than_the_share_is_fed_to_the_broker_as_members_end(
+    api, tmp_path, settings, live_worker
+):
+    # No beat runs here: only the dispatcher's pass at each member's end can send the rest.
+    share = settings.GEOCONVERT["USER_MAX_QUEUED"]
+    folder = _folder(api, "big")
+    source = rasters.rgb_byte_tiff(tmp_path / "source.tif")
+    for n in range(2 * share + 1):
+        upload(api, source, name=f"{n}.tif", parent=folder["id"])
+    with queue_paused(live_worker):
+        batch_id = convert(api, folder["id"]).json()["batch_id"]
+        members = Conversion.objects.filter(batch_id=batch_id)
+        assert members.filter(queued_at__isnull=False).count() == share
+        assert members.filter(queued_at__isnull=True).count() == share + 1
+
+    batch = _wait_batch(api, batch_id)
+
+    assert batch["state"] == "COMPLETED" and batch["counts"]["SUCCESS"] == 2 * share + 1
+
+
+@pytest.mark.usefixtures("live_worker")
 def test_retry_starts_the_failed_members_again_and_counts_each_file_once(api, tree):
     maps, _, files = tree
     batch_id = convert(api, maps["id"]).json()["batch_id"]

@@ -52,12 +52,12 @@ def _started_order(task_ids) -> list[str]:
 
 
 def test_a_high_conversion_submitted_last_starts_next(api, files, live_worker, one_process_worker):
-    folder, _ = files(api, 12, folder_name="survey")
+    folder, _ = files(api, 50, folder_name="survey")
     urgent_item = files(api, 1)[1][0]
     with queue_paused(live_worker):
         batch = convert(api, folder).json()
         urgent = convert(api, urgent_item["id"], {"priority": "high"}).json()
-        assert batch["total"] == 12
+        assert batch["total"] == 50
         one_process_worker()
         wait_for_task(api, urgent["task_id"])
         members = list(
@@ -65,7 +65,7 @@ def test_a_high_conversion_submitted_last_starts_next(api, files, live_worker, o
         )
         order = _started_order([urgent["task_id"], *members])
         api.post(f"/api/v1/batches/{batch['batch_id']}/cancel")
-    # Submitted after 12 low ones, it is the first the worker started.
+    # Submitted after 50 low ones, it is the first the worker started.
     assert order[0] == urgent["task_id"], order
 
 
