@@ -54,7 +54,8 @@ class ConvertItemView(APIView):
         if item.is_folder:
             data.setdefault("priority", Priority.LOW)
             batch = batches.batch_start(folder=item, recursive=recursive, **data)
-            ConvertRateThrottle.count_started(request, self)
+            if batch.total:  # a folder whose files are all converted or converting is free
+                ConvertRateThrottle.count_started(request, self)
             return Response(BatchAcceptedOutput(batch).data, status=status.HTTP_202_ACCEPTED)
         conversion, created = conversions.conversion_start(item=item, **data)
         if created:

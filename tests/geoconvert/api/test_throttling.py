@@ -77,3 +77,20 @@ def test_a_409_for_an_item_already_converted_does_not_count(api, user, settings)
     for _ in range(3):
         assert convert(api, converted.pk).status_code == 409
     assert convert(api, _file(user).pk).status_code == 202
+
+
+def test_a_folder_batch_counts_once_and_only_if_it_starts_something(api, user, settings):
+    settings.GEOCONVERT_CONVERT_RATE = "2/min"
+    folder = item_create(owner=user, name="survey")
+    for name in ("a.tif", "b.tif", "c.tif"):
+        item_create(owner=user, name=name, parent=folder, file=ContentFile(b"x" * 10))
+
+    first = convert(api, folder.pk)
+    assert first.status_code == 202 and first.json()["total"] == 3
+    # Every file is converting now: the batch starts nothing, however often it is asked.
+    for _ in range(3):
+        again = convert(api, folder.pk)
+        assert again.status_code == 202 and again.json()["total"] == 0
+    # The second start is within the rate; the third is not.
+    assert convert(api, _file(user, "d.tif").pk).status_code == 202
+    assert convert(api, _file(user, "e.tif").pk).status_code == 429
