@@ -8,6 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from geoconvert.models import Conversion, ConversionBatch
+from geoconvert.services import batches as batches_module
 from geoconvert.services.batches import batch_start
 from tagger.models import TreeItem
 from tests import rasters
@@ -256,3 +257,30 @@ def test_batch_status_costs_the_same_few_queries_whatever_its_size(api, user):
     body = _batch(api, large.pk)
     assert body["counts"]["SUCCESS"] == 100 and body["counts"]["PENDING"] == 500
     assert body["progress"] == 16  # 100 of 600 done
+
+
+@pytest.mark.django_db
+def test_submitting_a_folder_costs_queries_by_the_chunk_not_by_the_file(api, user):
+    def folder_of(n):
+        folder = TreeItem.objects.create(owner=user, name=f"f{n}", object_type="folder")
+        TreeItem.objects.bulk_create(
+            TreeItem(owner=user, name=f"{i}.tif", parent=folder, object_type="file")
+            for i in range(n)
+        )
+        return folder
+
+    def submit(folder):
+        with CaptureQueriesContext(connection) as captured:
+            response = convert(api, folder.pk)
+        assert response.status_code == 202, response.content
+        return response.json(), len(captured)
+
+    (small, small_queries), (large, large_queries) = submit(folder_of(3)), submit(folder_of(2000))
+
+    assert (small["total"], large["total"]) == (3, 2000)
+    # Bulk inserts, a query for many members (SQLite caps one at its 999 parameters, ~60
+    # rows; PostgreSQL takes a chunk of CHUNK), never one per file.
+    per_query = 50 if connection.vendor == "sqlite" else batches_module.CHUNK
+    assert large_queries - small_queries <= 3 * 2000 / per_query, (small_queries, large_queries)
+    # Nothing is sent yet: the dispatcher sends a share of them once the rows are committed.
+    assert not Conversion.objects.filter(queued_at__isnull=False).exists()
