@@ -53,12 +53,29 @@ def batch_members(*, batch: ConversionBatch) -> QuerySet[Conversion]:
 def batch_summary(*, batch: ConversionBatch) -> dict:
     """The batch as the API shows it: its counts and progress from one aggregate query over
     its members (never a scan of task results)."""
+    return batch_summaries(batches=[batch])[0]
+
+
+def batch_summaries(*, batches) -> list[dict]:
+    """``batch_summary`` of each batch, from one aggregate query grouped by batch."""
     State = Conversion.State
-    counts = batch_members(batch=batch).aggregate(
-        **{state: Count("pk", filter=Q(state=state)) for state in State.values},
-        running_progress=Sum("progress", filter=Q(state__in=Conversion.ACTIVE_STATES)),
+    batches = list(batches)
+    rows = (
+        Conversion.objects.filter(batch__in=batches, retries__isnull=True)
+        .order_by()
+        .values("batch_id")
+        .annotate(
+            **{state: Count("pk", filter=Q(state=state)) for state in State.values},
+            running_progress=Sum("progress", filter=Q(state__in=Conversion.ACTIVE_STATES)),
+        )
     )
-    running = counts.pop("running_progress") or 0
+    by_batch = {row.pop("batch_id"): row for row in rows}
+    empty = {state: 0 for state in State.values}
+    return [_batch_summary(batch, dict(by_batch.get(batch.pk, empty))) for batch in batches]
+
+
+def _batch_summary(batch: ConversionBatch, counts: dict) -> dict:
+    running = counts.pop("running_progress", None) or 0
     members = sum(counts.values())
     finished = sum(counts[state] for state in Conversion.FINISHED_STATES)
     progress = 100 if members == 0 else math.floor((finished * 100 + running) / members)

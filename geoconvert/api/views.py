@@ -73,7 +73,7 @@ class BatchViewSet(viewsets.GenericViewSet):
 
     def list(self, request):
         page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response([selectors.batch_summary(batch=batch) for batch in page])
+        return self.get_paginated_response(selectors.batch_summaries(batches=page))
 
     @extend_schema(responses=BatchOutput)
     def retrieve(self, request, pk=None):

@@ -284,3 +284,27 @@ def test_submitting_a_folder_costs_queries_by_the_chunk_not_by_the_file(api, use
     assert large_queries - small_queries <= 3 * 2000 / per_query, (small_queries, large_queries)
     # Nothing is sent yet: the dispatcher sends a share of them once the rows are committed.
     assert not Conversion.objects.filter(queued_at__isnull=False).exists()
+
+
+@pytest.mark.django_db
+def test_listing_batches_costs_the_same_queries_however_many_are_on_the_page(api, user):
+    def batches(n):
+        for i in range(n):
+            folder = TreeItem.objects.create(owner=user, name=f"f{i}", object_type="folder")
+            TreeItem.objects.create(owner=user, name="a.tif", parent=folder, object_type="file")
+            batch_start(folder=folder)
+
+    def listing():
+        with CaptureQueriesContext(connection) as captured:
+            response = api.get("/api/v1/batches/")
+        assert response.status_code == 200
+        return response.json(), len(captured)
+
+    batches(2)
+    few, few_queries = listing()
+    batches(10)
+    many, many_queries = listing()
+
+    assert (few["count"], many["count"]) == (2, 12)
+    assert few_queries == many_queries
+    assert {b["counts"]["PENDING"] for b in many["results"]} == {1}
