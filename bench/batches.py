@@ -10,12 +10,14 @@ Measured:
 3. fairness: user A's batch of tiny files is running; user B submits one conversion. How long
    until B's starts and ends, with the dispatcher's share (GEOCONVERT_USER_MAX_QUEUED=4) and,
    in a second stack, with a share so large that every conversion is in the broker at once
-   (what tagger did before the dispatcher: one FIFO queue). B's conversion is in the same
-   (low) lane as the batch, so priority does not help it; a normal one goes first anyway.
+   (what tagger did before the dispatcher: one FIFO queue). B submits twice: as a single
+   conversion comes (normal lane), then in the batch's own (low) lane, where priority does
+   not help it.
 
 Results go to bench/results/batches.md and batches.json.
 
     .venv/bin/python -m bench.batches [--runs 3] [--files 10000] [--small 200] [--fair 300]
+    .venv/bin/python -m bench.batches --only-fairness --fair 1000
 """
 
 from __future__ import annotations
@@ -181,35 +183,36 @@ def fairness(label: str, share: int, raster: Path, runs: int, count: int, folder
     with Stack(folder / f"fair-{share}", worker_concurrency=2) as stack:
         a = stack.client()
         b = make_user(stack, "b")
-        (b_folder,) = [make_folder(stack, raster, "b", "b", runs)]
+        (b_folder,) = [make_folder(stack, raster, "b", "b", 2 * runs)]
         b_items = files_of(b, b_folder)
         for run in range(runs):
             big = make_folder(stack, raster, "bench", f"a-{run}", count)
             accepted, _ = convert(a, big)
             wait_batch(a, accepted["batch_id"], lambda x: x["counts"]["SUCCESS"] >= 10, 0.05)
-            started = time.perf_counter()
-            task, _ = convert(b, b_items[run], {"priority": "low"})
-            wait_task(b, task["task_id"], ("PROGRESS", "SUCCESS"), 0.01)
-            to_start = time.perf_counter() - started
-            wait_task(b, task["task_id"], ("SUCCESS",), 0.01)
-            to_end = time.perf_counter() - started
+            row = {}
+            # B's single conversion as it comes (normal), then one in the batch's own lane.
+            for n, lane in enumerate(("normal", "low")):
+                started = time.perf_counter()
+                task, _ = convert(b, b_items[2 * run + n], {"priority": lane})
+                wait_task(b, task["task_id"], ("PROGRESS", "SUCCESS"), 0.01)
+                row[f"b_{lane}_start_s"] = time.perf_counter() - started
+                wait_task(b, task["task_id"], ("SUCCESS",), 0.01)
+                row[f"b_{lane}_end_s"] = time.perf_counter() - started
             _, body = a.request("GET", f"/api/v1/batches/{accepted['batch_id']}")
             post(a, f"/api/v1/batches/{accepted['batch_id']}/cancel")
-            rows.append(
-                {
-                    "b_start_s": to_start,
-                    "b_end_s": to_end,
-                    "a_done_by_then": body["counts"]["SUCCESS"],
-                }
-            )
+            row["a_done_by_then"] = body["counts"]["SUCCESS"]
+            rows.append(row)
             print(f"  fairness ({label}) run {run}: {rows[-1]}", flush=True)
     return {
         "label": label,
         "share": share,
         "batch_files": count,
         "runs": rows,
-        "b_start_median_s": statistics.median(r["b_start_s"] for r in rows),
-        "b_end_median_s": statistics.median(r["b_end_s"] for r in rows),
+        **{
+            f"b_{lane}_{edge}_median_s": statistics.median(r[f"b_{lane}_{edge}_s"] for r in rows)
+            for lane in ("normal", "low")
+            for edge in ("start", "end")
+        },
     }
 
 
@@ -219,11 +222,21 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--small", type=int, default=200)
     parser.add_argument("--fair", type=int, default=300)
+    parser.add_argument(
+        "--only-fairness", action="store_true", help="the fairness runs alone (batches-fair.md)"
+    )
     args = parser.parse_args()
     folder = Path(os.environ.get("BENCH_TMP", "/tmp/tagger-bench-batches"))
     folder.mkdir(parents=True, exist_ok=True)
     raster = tiny_raster(folder / "tiny.tif")
     report = {"database": "postgresql" if os.environ.get("BENCH_DATABASE_URL") else "sqlite"}
+    if args.only_fairness:
+        report["fair"] = fairness("dispatcher, share 4", 4, raster, args.runs, args.fair, folder)
+        report["fifo"] = fairness(
+            "one FIFO (share 1,000,000)", 1_000_000, raster, args.runs, args.fair, folder
+        )
+        write_fairness(report, "batches-fair")
+        return
     os.environ["GEOCONVERT_USER_MAX_QUEUED"] = "4"
     with Stack(folder / "main", worker_concurrency=2) as stack:
         client = stack.client()
@@ -258,14 +271,37 @@ def write(report: dict) -> None:
         f"| {tp['files']} single POSTs | {tp['singles_median_s']:.1f} s "
         f"| {tp['singles_per_s']:.1f} |",
         "",
+        *_fairness_table(fair, fifo),
+    ]
+    (RESULTS / "batches.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+def _fairness_table(fair: dict, fifo: dict) -> list[str]:
+    lines = [
         f"| user B's one conversion behind user A's {fair['batch_files']}-file batch "
         "| B starts | B ends |",
         "| --- | --- | --- |",
-        f"| {fair['label']} | {fair['b_start_median_s']:.2f} s | {fair['b_end_median_s']:.2f} s |",
-        f"| {fifo['label']} | {fifo['b_start_median_s']:.2f} s | {fifo['b_end_median_s']:.2f} s |",
-        "",
     ]
-    (RESULTS / "batches.md").write_text("\n".join(lines))
+    for result in (fair, fifo):
+        for lane in ("normal", "low"):
+            lines.append(
+                f"| {result['label']}, B {lane} | {result[f'b_{lane}_start_median_s']:.2f} s "
+                f"| {result[f'b_{lane}_end_median_s']:.2f} s |"
+            )
+    return [*lines, ""]
+
+
+def write_fairness(report: dict, name: str) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2))
+    fair = report["fair"]
+    lines = [
+        f"# Fair sharing ({report['database']}; medians of {len(fair['runs'])} runs)",
+        "",
+        *_fairness_table(fair, report["fifo"]),
+    ]
+    (RESULTS / f"{name}.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 
