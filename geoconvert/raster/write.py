@@ -3,10 +3,9 @@
 GDAL's COG driver writes it (no full-size intermediate GeoTIFF as rio-cogeo makes): tiled,
 lossless, overviews, CRS, geotransform, nodata, masks and colour table kept. A multi-band
 raster's overviews are built first, each level from the one above (``overviews``), and the
-driver copies them. It is written to
-``.<dst name>.<uuid>.partial`` in dst's folder and moved into place with ``os.replace`` only
-when complete, once rio-cogeo's validator has found it a valid COG; on any error or cancel
-every partial file is removed.
+driver copies them. It is written to ``.<dst name>.<uuid>.partial`` in dst's folder and
+moved into place with ``os.replace`` only when complete, once rio-cogeo's validator has found
+it a valid COG; on any error or cancel every partial file is removed.
 
 Progress. ``progress(step)`` hears each ``Step`` once, in order, as it begins.
 ``write_progress(fraction)`` then hears how far the write (``Step.WRITE``) has got, from GDAL's
@@ -14,8 +13,8 @@ own progress callback (see ``libgdal``): fractions in (0, 1], strictly increasin
 often as GDAL reports them (tens to hundreds of times: throttle in the caller). GDAL's COG
 driver reports its overviews, then the final copy, on one 0..1 scale (levels built here take
 the first ``OVERVIEWS_SHARE`` of it); the fraction is clamped to stay monotonic whatever a
-GDAL version does. Both are called on ``convert``'s own thread,
-and both may raise to stop the conversion (the exception is raised from ``convert``).
+GDAL version does. Both are called on ``convert``'s own thread, and both may raise to stop
+the conversion (the exception is raised from ``convert``).
 """
 
 from __future__ import annotations
