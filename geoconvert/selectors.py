@@ -44,12 +44,6 @@ def batch_get(*, user, batch_id) -> ConversionBatch:
     return batch
 
 
-def batch_members(*, batch: ConversionBatch) -> QuerySet[Conversion]:
-    """The batch's members as they stand: each file's latest attempt (a retried member
-    counts once, as its retry)."""
-    return Conversion.objects.filter(batch=batch, retries__isnull=True)
-
-
 def batch_summary(*, batch: ConversionBatch) -> dict:
     """The batch as the API shows it: its counts and progress from one aggregate query over
     its members (never a scan of task results)."""
@@ -57,7 +51,9 @@ def batch_summary(*, batch: ConversionBatch) -> dict:
 
 
 def batch_summaries(*, batches) -> list[dict]:
-    """``batch_summary`` of each batch, from one aggregate query grouped by batch."""
+    """``batch_summary`` of each batch, from one aggregate query grouped by batch over its
+    members as they stand: each file's latest attempt (a retried member counts once, as its
+    retry)."""
     State = Conversion.State
     batches = list(batches)
     rows = (
