@@ -12,7 +12,7 @@ if os.environ.get("TAGGER_STORAGE", "").strip().lower() == "s3":
         "AWS_ACCESS_KEY_ID": "tagger-test-key",
         "AWS_SECRET_ACCESS_KEY": "tagger-test-secret",
         # Downloads are streamed by Django, so the test client reads them as on local
-        # storage; tests/tagger/api/test_s3_delivery.py checks the redirects.
+        # storage; tests/tagger/test_storage_s3.py checks the redirects.
         "TAGGER_S3_DELIVERY": "proxy",
     }.items():
         os.environ.setdefault(_name, _value)

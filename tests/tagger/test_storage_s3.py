@@ -49,6 +49,33 @@ def test_an_upload_is_an_object_of_the_bucket_checked_by_sha256(
     assert _keys(s3_bucket) == []
 
 
+def test_a_large_file_is_published_in_parts_each_checked_by_sha256(
+    s3_bucket, tmp_path, monkeypatch
+):
+    # A COG past the part size goes up in parts; 5 MiB is S3's smallest.
+    monkeypatch.setattr(storage, "MULTIPART_BYTES", 5 * 1024**2)
+    content = np.random.default_rng(5).integers(0, 256, 12 * 1024**2, dtype="uint8").tobytes()
+    path = tmp_path / "cog.tif"
+    path.write_bytes(content)
+
+    storage.file_publish(path, "items/1/cog.tif")
+
+    assert not path.exists()
+    head = s3_bucket.client.head_object(
+        Bucket=s3_bucket.name, Key="items/1/cog.tif", ChecksumMode="ENABLED"
+    )
+    assert head["ETag"].strip('"').endswith("-3"), head["ETag"]  # three parts
+    # The store checked each part's SHA-256; the object's is the digest of the parts' digests.
+    parts = [content[i : i + 5 * 1024**2] for i in range(0, len(content), 5 * 1024**2)]
+    composite = hashlib.sha256(b"".join(hashlib.sha256(p).digest() for p in parts)).digest()
+    assert head["ChecksumSHA256"].split("-")[0] == base64.b64encode(composite).decode()
+    assert head["ContentLength"] == len(content)
+    stored = s3_bucket.client.get_object(Bucket=s3_bucket.name, Key="items/1/cog.tif")
+    assert stored["Body"].read() == content
+    listed = s3_bucket.client.list_multipart_uploads(Bucket=s3_bucket.name)
+    assert not listed.get("Uploads"), "no unfinished upload is left"
+
+
 def test_a_download_redirects_to_a_presigned_url_that_serves_ranges(
     api, s3_bucket, settings, tmp_path
 ):
