@@ -311,6 +311,7 @@ class S3Settings:
     region: str | None
     access_key: str | None
     secret_key: str | None
+    session_token: str | None = None  # temporary credentials (a role, STS)
 
 
 def s3_settings() -> S3Settings | None:
@@ -322,6 +323,7 @@ def s3_settings() -> S3Settings | None:
         parts = urlsplit(settings.AWS_S3_ENDPOINT_URL)
         endpoint, https = parts.netloc, parts.scheme != "http"
     access_key, secret_key = default_storage.access_key, default_storage.secret_key
+    session_token = default_storage.security_token
     if not access_key:  # boto3's own chain: the environment, ~/.aws, an instance role
         import boto3
 
@@ -329,6 +331,7 @@ def s3_settings() -> S3Settings | None:
         frozen = found.get_frozen_credentials() if found is not None else None
         access_key = frozen.access_key if frozen else None
         secret_key = frozen.secret_key if frozen else None
+        session_token = frozen.token if frozen else None
     return S3Settings(
         endpoint=endpoint,
         https=https,
@@ -336,6 +339,7 @@ def s3_settings() -> S3Settings | None:
         region=settings.AWS_S3_REGION_NAME or s3_client().meta.region_name,
         access_key=access_key,
         secret_key=secret_key,
+        session_token=session_token,
     )
 
 

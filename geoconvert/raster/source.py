@@ -84,6 +84,7 @@ class S3Access:
     region: str | None = None
     access_key: str | None = None  # None: boto3's own lookup (environment, role, ...)
     secret_key: str | None = None
+    session_token: str | None = None  # with temporary credentials
 
 
 def remote_env(access: S3Access | None) -> contextlib.AbstractContextManager:
@@ -109,6 +110,7 @@ def _aws_session(access: S3Access):
     return AWSSession(
         aws_access_key_id=access.access_key,
         aws_secret_access_key=access.secret_key,
+        aws_session_token=access.session_token,
         region_name=access.region,
         endpoint_url=access.endpoint,
     )

@@ -4,6 +4,7 @@ links, tiles, thumbnails and housekeeping. These run on every run of the suite, 
 bucket of its own; the suite's S3 run then runs everything else on S3 too."""
 
 import base64
+import dataclasses
 import hashlib
 from datetime import timedelta
 
@@ -208,3 +209,19 @@ def test_the_engine_reads_only_its_source_object(s3_bucket, tmp_path):
                 rasterio.open(storage.gdal_name("items/1/bb/original"))
     assert info.width > 0 and (tmp_path / "out.tif").is_file()
     rasters.assert_same_pixels(src, tmp_path / "out.tif")
+
+
+def test_temporary_credentials_reach_gdal_with_their_session_token(s3_bucket, settings):
+    from geoconvert import raster
+    from geoconvert.raster import source
+
+    settings.AWS_SESSION_TOKEN = "a-session-token"  # django-storages reads it, as boto3 does
+    settings.STORAGES = {**settings.STORAGES}  # a new storage, built with it
+
+    found = storage.s3_settings()
+
+    assert found.session_token == "a-session-token"
+    access = raster.S3Access(**dataclasses.asdict(found))
+    options = source._aws_session(access).get_credential_options()
+    assert options["AWS_SESSION_TOKEN"] == "a-session-token"
+    assert options["AWS_ACCESS_KEY_ID"] == found.access_key
