@@ -41,6 +41,15 @@ def _wait_batch(api, batch_id, states=("COMPLETED", "CANCELLED"), timeout=120) -
     )
 
 
+def _folder_of_files(user, n: int) -> TreeItem:
+    """A folder of n file rows (no content: batches only look at the rows)."""
+    folder = TreeItem.objects.create(owner=user, name=f"f{n}", object_type="folder")
+    TreeItem.objects.bulk_create(
+        TreeItem(owner=user, name=f"{i}.tif", parent=folder, object_type="file") for i in range(n)
+    )
+    return folder
+
+
 @pytest.fixture
 def tree(api, tmp_path):
     """maps/ with two rasters and a text file, and maps/nested/ with one more raster."""
@@ -238,12 +247,7 @@ def test_a_single_conversion_may_be_scheduled_up_to_30_days_ahead(api, tree, day
 @pytest.mark.django_db
 def test_batch_status_costs_the_same_few_queries_whatever_its_size(api, user):
     def make(n):
-        folder = TreeItem.objects.create(owner=user, name=f"f{n}", object_type="folder")
-        TreeItem.objects.bulk_create(
-            TreeItem(owner=user, name=f"{i}.tif", parent=folder, object_type="file")
-            for i in range(n)
-        )
-        return batch_start(folder=folder)
+        return batch_start(folder=_folder_of_files(user, n))
 
     def queries(batch):
         with CaptureQueriesContext(connection) as captured:
@@ -261,21 +265,16 @@ def test_batch_status_costs_the_same_few_queries_whatever_its_size(api, user):
 
 @pytest.mark.django_db
 def test_submitting_a_folder_costs_queries_by_the_chunk_not_by_the_file(api, user):
-    def folder_of(n):
-        folder = TreeItem.objects.create(owner=user, name=f"f{n}", object_type="folder")
-        TreeItem.objects.bulk_create(
-            TreeItem(owner=user, name=f"{i}.tif", parent=folder, object_type="file")
-            for i in range(n)
-        )
-        return folder
-
     def submit(folder):
         with CaptureQueriesContext(connection) as captured:
             response = convert(api, folder.pk)
         assert response.status_code == 202, response.content
         return response.json(), len(captured)
 
-    (small, small_queries), (large, large_queries) = submit(folder_of(3)), submit(folder_of(2000))
+    (small, small_queries), (large, large_queries) = (
+        submit(_folder_of_files(user, 3)),
+        submit(_folder_of_files(user, 2000)),
+    )
 
     assert (small["total"], large["total"]) == (3, 2000)
     # Bulk inserts, a query for many members (SQLite caps one at its 999 parameters, ~60
